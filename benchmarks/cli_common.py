@@ -1,0 +1,36 @@
+"""Argument parsing shared by the command-line entry points; bad input exits 2 with one line."""
+from __future__ import annotations
+
+import ast
+import sys
+
+from methods.quant import check_bits
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def parse_bits(text: str) -> tuple[int, int]:
+    """'4/4' -> (4, 4); a single number means W = A."""
+    parts = str(text).split("/")
+    if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"invalid bits {text!r}; expected W/A such as 4/4, each 2..16 or 32")
+    w = check_bits(int(parts[0]), "weight bits")
+    a = check_bits(int(parts[-1]), "activation bits")
+    return w, a
+
+
+def parse_hparams(items: list[str]) -> dict:
+    """KEY=VALUE pairs; values are Python literals where they parse (0.2, True, 'x'), else strings."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"invalid hyper-parameter {item!r}; expected KEY=VALUE")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out

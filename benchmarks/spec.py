@@ -1,0 +1,147 @@
+"""Run specifications and their identity.
+
+A run is task × architecture × method × W/A bits × seed × hyper-parameters × recipe. Its identity is a hash
+of the canonical spec (no paths, worker counts, devices or logging; a schema version inside), so the same
+experiment always maps to the same run directory and a re-launched grid finds its finished runs.
+QAT runs start from the FP run of the same task/arch/seed, whose id is part of their identity.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+SCHEMA_VERSION = 1
+PROTOCOLS = ("standard", "dann", "source_only")
+SCHEDULES = ("multistep", "cosine", "constant", "dann")
+AMP_MODES = ("none", "bf16")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What is trained and evaluated: a dataset (or source) and, for domain shift, a target domain."""
+
+    dataset: str
+    target: str | None = None
+    protocol: str = "standard"  # standard | dann (adversarial domain head) | source_only
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"invalid protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        if self.protocol == "dann" and self.target is None:
+            raise ValueError("protocol 'dann' needs a target domain")
+
+    @property
+    def label(self) -> str:
+        return self.dataset if self.target is None else f"{self.dataset}->{self.target}"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a run trains. Learning-rate milestones are in epochs."""
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "multistep"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    steps_per_epoch: int | None = None  # cap on steps per epoch (quick profiles); None = one pass
+    amp: str = "none"  # "bf16" autocast (only on CUDA)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"invalid schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"invalid amp {self.amp!r}; valid: {', '.join(AMP_MODES)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Recipe":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown recipe key {unknown[0]!r}; valid: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    task: TaskSpec
+    arch: str
+    method: str
+    recipe: Recipe
+    w_bits: int = 32
+    a_bits: int = 32
+    seed: int = 0
+    hparams: dict[str, Any] = field(default_factory=dict)
+    layer_policy: dict[str, str] | None = None  # None: the method's default
+    fp_recipe: Recipe | None = None  # QAT runs: how their FP parent trains
+    arch_options: dict[str, Any] = field(default_factory=dict)
+
+    def parent(self) -> "RunSpec | None":
+        """The FP run this QAT run starts from (None for FP runs)."""
+        if self.method == "fp":
+            return None
+        if self.fp_recipe is None:
+            raise ValueError(f"QAT run of method {self.method!r} needs fp_recipe (how to train its FP parent)")
+        return RunSpec(task=self.task, arch=self.arch, method="fp", recipe=self.fp_recipe, seed=self.seed,
+                       arch_options=self.arch_options)
+
+    def to_dict(self) -> dict[str, Any]:
+        parent = self.parent()
+        return {
+            "task": asdict(self.task),
+            "arch": self.arch,
+            "arch_options": dict(self.arch_options),
+            "method": self.method,
+            "w_bits": self.w_bits,
+            "a_bits": self.a_bits,
+            "seed": self.seed,
+            "hparams": dict(self.hparams),
+            "recipe": _recipe_dict(self.recipe),
+            "layer_policy": self.layer_policy,
+            "init_from": parent.run_id if parent is not None else None,
+            "fp_recipe": _recipe_dict(self.fp_recipe) if self.fp_recipe is not None else None,
+        }
+
+    @property
+    def run_id(self) -> str:
+        payload = json.dumps({"schema_version": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+        return cls(
+            task=TaskSpec(**data["task"]),
+            arch=data["arch"],
+            method=data["method"],
+            recipe=Recipe.from_dict(data["recipe"]),
+            w_bits=int(data.get("w_bits", 32)),
+            a_bits=int(data.get("a_bits", 32)),
+            seed=int(data.get("seed", 0)),
+            hparams=dict(data.get("hparams") or {}),
+            layer_policy=data.get("layer_policy"),
+            fp_recipe=Recipe.from_dict(data["fp_recipe"]) if data.get("fp_recipe") else None,
+            arch_options=dict(data.get("arch_options") or {}),
+        )
+
+    def with_(self, **changes: Any) -> "RunSpec":
+        return replace(self, **changes)
+
+    @property
+    def bits_label(self) -> str:
+        return "FP" if self.method == "fp" else f"W{self.w_bits}/A{self.a_bits}"
+
+
+def _recipe_dict(recipe: Recipe) -> dict[str, Any]:
+    data = asdict(recipe)
+    data["milestones"] = list(recipe.milestones)
+    return data

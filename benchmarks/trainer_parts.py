@@ -1,0 +1,64 @@
+"""Small pieces of the training loop: the model container, optimizer groups, device and precision."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from benchmarks.spec import Recipe
+from methods import Quantizer
+
+
+class TaskModel(nn.Module):
+    """The quantized network plus, for DANN, a full-precision domain head kept outside it."""
+
+    def __init__(self, net: nn.Module, domain_head: nn.Module | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.domain_head = domain_head
+
+
+class _ReverseGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coefficient: float) -> torch.Tensor:
+        ctx.coefficient = coefficient
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.coefficient * grad, None
+
+
+def revgrad(x: torch.Tensor, coefficient: float) -> torch.Tensor:
+    """Gradient reversal layer (Ganin & Lempitsky): identity forward, gradient × (−coefficient) backward."""
+    return _ReverseGrad.apply(x, coefficient)
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
+    """SGD with momentum. Quantizer parameters (step sizes, …) and BN/bias parameters get no weight decay:
+    decaying a step size towards zero shrinks the quantization range for no reason."""
+    quantizer_params = {id(p) for m in model.modules() if isinstance(m, Quantizer) for p in m.parameters()}
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if id(p) in quantizer_params or p.dim() <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD([g for g in groups if g["params"]], lr=recipe.lr, momentum=recipe.momentum)
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; valid: auto, cpu")
+    return torch.device(device)
+
+
+def amp_context(device: torch.device, amp: str):
+    """bf16 autocast on CUDA when the recipe asks for it; nothing on CPU (bf16 there is slower)."""
+    if amp == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

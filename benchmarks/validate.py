@@ -1,0 +1,23 @@
+"""Up-front validation of run specs: every name must be registered, every option valid, before anything
+is launched, so a typo never costs a queued job (or touches a finished run)."""
+from __future__ import annotations
+
+from benchmarks.data.registry import dataset_info
+from benchmarks.models import available_archs
+from benchmarks.spec import RunSpec
+from methods import LayerPolicy, get_method
+from methods.quant import check_bits
+
+
+def validate_spec(spec: RunSpec) -> None:
+    """Raise a one-line ValueError naming the bad value and the valid choices."""
+    dataset_info(spec.task.dataset)
+    if spec.task.target is not None:
+        dataset_info(spec.task.target)
+    if spec.arch not in available_archs():
+        raise ValueError(f"unknown architecture {spec.arch!r}; valid: {', '.join(available_archs())}")
+    get_method(spec.method, **spec.hparams)
+    check_bits(spec.w_bits, "weight bits")
+    check_bits(spec.a_bits, "activation bits")
+    if spec.layer_policy is not None:
+        LayerPolicy(**spec.layer_policy)
