@@ -1,0 +1,115 @@
+"""Grids as data: a YAML file is a product of lists (tasks × archs × methods × bits × seeds) with recipes per
+profile. ``load_grid`` validates a grid completely, so a malformed file fails before anything runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.spec import Recipe, TaskSpec
+
+GRID_DIR = Path(__file__).resolve().parent / "grids"
+PROFILES = ("full", "quick")
+GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
+             "arch_options"}
+TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction"}
+
+
+class GridError(ValueError):
+    """A grid that cannot be used; the message is one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class GridTask:
+    task: TaskSpec
+    archs: tuple[str, ...]
+    recipe: str
+
+
+@dataclass
+class Grid:
+    name: str
+    description: str
+    methods: list[str]
+    bits: list[str]
+    seeds: list[int]
+    tasks: list[GridTask]
+    recipes: dict[str, dict[str, dict[str, Recipe]]]  # recipe name -> profile -> {"fp", "qat"}
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    layer_policy: dict[str, str] | None = None
+    arch_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def available_grids() -> list[str]:
+    return sorted(p.stem for p in GRID_DIR.glob("*.yaml"))
+
+
+def load_grid(name_or_path: str) -> Grid:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = GRID_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise GridError(f"unknown grid {name_or_path!r}; valid: {', '.join(available_grids())} or a YAML path")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        raise GridError(f"malformed grid file {path}: YAML error{f' at line {where.line + 1}' if where else ''}")
+    return parse_grid(data, path)
+
+
+def parse_grid(data: Any, path: Path | None = None) -> Grid:
+    where = f"grid file {path}" if path else "grid"
+    if not isinstance(data, dict):
+        raise GridError(f"malformed {where}: expected a mapping at the top level")
+    unknown = sorted(set(data) - GRID_KEYS)
+    if unknown:
+        raise GridError(f"malformed {where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(GRID_KEYS))}")
+    for key in ("name", "methods", "bits", "seeds", "tasks", "recipes"):
+        if key not in data:
+            raise GridError(f"malformed {where}: missing key {key!r}")
+    for key in ("methods", "bits", "seeds", "tasks"):
+        if not isinstance(data[key], list) or not data[key]:
+            raise GridError(f"malformed {where}: {key!r} must be a non-empty list")
+    try:
+        recipes = {name: _parse_profiles(name, profiles) for name, profiles in dict(data["recipes"]).items()}
+        tasks = [_parse_task(entry, recipes) for entry in data["tasks"]]
+        seeds = [int(s) for s in data["seeds"]]
+    except (TypeError, ValueError) as err:
+        raise GridError(f"malformed {where}: {err}") from None
+    return Grid(name=str(data["name"]), description=str(data.get("description", "")),
+                methods=[str(m) for m in data["methods"]], bits=[str(b) for b in data["bits"]], seeds=seeds,
+                tasks=tasks, recipes=recipes, hparams=dict(data.get("hparams") or {}),
+                layer_policy=data.get("layer_policy"), arch_options=dict(data.get("arch_options") or {}),
+                path=path)
+
+
+def _parse_profiles(name: str, profiles: Any) -> dict[str, dict[str, Recipe]]:
+    if not isinstance(profiles, dict) or not set(profiles) <= set(PROFILES) or not profiles:
+        raise ValueError(f"recipe {name!r} must map profiles ({', '.join(PROFILES)}) to fp/qat recipes")
+    out = {}
+    for profile, pair in profiles.items():
+        if not isinstance(pair, dict) or set(pair) != {"fp", "qat"}:
+            raise ValueError(f"recipe {name!r} profile {profile!r} needs exactly the keys 'fp' and 'qat'")
+        out[profile] = {kind: Recipe.from_dict(dict(values)) for kind, values in pair.items()}
+    return out
+
+
+def _parse_task(entry: Any, recipes: dict) -> GridTask:
+    if not isinstance(entry, dict) or "dataset" not in entry:
+        raise ValueError(f"each task needs a 'dataset', got {entry!r}")
+    unknown = sorted(set(entry) - TASK_KEYS)
+    if unknown:
+        raise ValueError(f"unknown task key {unknown[0]!r}; valid: {', '.join(sorted(TASK_KEYS))}")
+    if entry.get("recipe") not in recipes:
+        raise ValueError(f"task {entry['dataset']!r} names recipe {entry.get('recipe')!r}; "
+                         f"valid: {', '.join(recipes)}")
+    task = TaskSpec(dataset=entry["dataset"], target=entry.get("target"),
+                    protocol=entry.get("protocol", "standard"), val_fraction=float(entry.get("val_fraction", 0.1)))
+    archs = entry.get("archs")
+    if not isinstance(archs, list) or not archs:
+        raise ValueError(f"task {entry['dataset']!r} needs a non-empty 'archs' list")
+    return GridTask(task, tuple(archs), entry["recipe"])

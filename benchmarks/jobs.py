@@ -1,0 +1,124 @@
+"""Grid -> run specs -> on-disk state -> job callables.
+
+``expand`` turns a grid (with filters and a profile) into run specs, FP parents first, each validated;
+``states`` reads every run's state from its directory; ``RunJob`` is the callable a launcher submits: it
+trains one run and, on preemption or time-out, asks submitit to requeue itself (the run then resumes from
+its last checkpoint).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import submitit
+
+from benchmarks import records
+from benchmarks.cli_common import parse_bits
+from benchmarks.grids import Grid, GridError
+from benchmarks.records import RunState
+from benchmarks.spec import RunSpec
+from benchmarks.validate import validate_spec
+
+TunedLookup = Callable[[str, str, str, int, int], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Keep only these values of each axis (None keeps all)."""
+
+    methods: tuple[str, ...] | None = None
+    datasets: tuple[str, ...] | None = None
+    archs: tuple[str, ...] | None = None
+    bits: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+
+
+def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
+           tuned: TunedLookup | None = None) -> list[RunSpec]:
+    """All runs of the grid after filtering: FP runs first (each QAT run's parent included), then QAT runs.
+
+    ``tuned(method, task_label, arch, w, a)`` may return frozen hyper-parameters (``--hparams tuned``); they
+    become part of the spec, so a tuned run is a different run from a default one.
+    """
+    _check_filters(grid, filters)
+    bits = [parse_bits(b) for b in grid.bits if filters.bits is None or b in filters.bits]
+    methods = [m for m in grid.methods if filters.methods is None or m in filters.methods]
+    fp_runs: dict[str, RunSpec] = {}
+    qat_runs: list[RunSpec] = []
+    for gtask in grid.tasks:
+        if filters.datasets is not None and not {gtask.task.dataset, gtask.task.label} & set(filters.datasets):
+            continue
+        if profile not in grid.recipes[gtask.recipe]:
+            raise GridError(f"grid {grid.name!r} recipe {gtask.recipe!r} has no profile {profile!r}; "
+                            f"valid: {', '.join(grid.recipes[gtask.recipe])}")
+        recipes = grid.recipes[gtask.recipe][profile]
+        for arch in gtask.archs:
+            if filters.archs is not None and arch not in filters.archs:
+                continue
+            for seed in grid.seeds:
+                if filters.seeds is not None and seed not in filters.seeds:
+                    continue
+                base = RunSpec(task=gtask.task, arch=arch, method="fp", recipe=recipes["fp"], seed=seed,
+                               arch_options=dict(grid.arch_options.get(arch, {})))
+                for method in methods:
+                    if method == "fp":
+                        fp_runs.setdefault(base.run_id, base)
+                        continue
+                    for w, a in bits:
+                        spec = base.with_(method=method, w_bits=w, a_bits=a, recipe=recipes["qat"],
+                                          fp_recipe=recipes["fp"], hparams=dict(grid.hparams.get(method, {})),
+                                          layer_policy=grid.layer_policy)
+                        spec = _apply_tuned(spec, tuned) if tuned else spec
+                        parent = spec.parent()
+                        fp_runs.setdefault(parent.run_id, parent)
+                        qat_runs.append(spec)
+    specs = list(fp_runs.values()) + qat_runs
+    for spec in specs:
+        validate_spec(spec)
+    return specs
+
+
+def _apply_tuned(spec: RunSpec, tuned: TunedLookup) -> RunSpec:
+    frozen = tuned(spec.method, spec.task.label, spec.arch, spec.w_bits, spec.a_bits)
+    if not frozen:
+        return spec
+    recipe = replace(spec.recipe, **frozen.get("recipe_overrides", {}))
+    return spec.with_(hparams={**spec.hparams, **frozen.get("hparams", {})}, recipe=recipe)
+
+
+def _check_filters(grid: Grid, filters: Filters) -> None:
+    """A filter value that the grid does not contain is a typo: say so instead of launching nothing."""
+    axes = {
+        "methods": grid.methods, "bits": grid.bits, "seeds": grid.seeds,
+        "archs": sorted({a for t in grid.tasks for a in t.archs}),
+        "datasets": sorted({t.task.dataset for t in grid.tasks} | {t.task.label for t in grid.tasks}),
+    }
+    for axis, valid in axes.items():
+        chosen = getattr(filters, axis)
+        for value in chosen or ():
+            if axis == "bits":
+                parse_bits(value)
+            if value not in valid:
+                raise GridError(f"--{axis} value {value!r} is not in grid {grid.name!r}; valid: "
+                                f"{', '.join(str(v) for v in valid)}")
+
+
+def states(specs: Iterable[RunSpec], output: Path) -> dict[str, RunState]:
+    return {spec.run_id: records.run_state(records.run_dir(output, spec.run_id)) for spec in specs}
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """Trains one run in a launcher's worker; requeued by submitit on preemption/time-out, it resumes."""
+
+    def __call__(self, spec_dict: dict[str, Any], output: str, grid: str | None, data_root: str | None,
+                 device: str) -> dict[str, Any]:
+        from benchmarks.train import run  # imported in the worker: keeps the pickled callable light
+
+        visible = os.environ.get("QBENCH_GPU")
+        if visible is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
+        spec = RunSpec.from_dict(spec_dict)
+        result = run(spec, Path(output), grid=grid, data_root=data_root, device=device)
+        return {"run_id": spec.run_id, "top1_last": result["metrics"]["top1_last"]}
