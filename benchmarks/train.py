@@ -35,11 +35,14 @@ Log = Callable[[str], None]
 
 def run(spec: RunSpec, output: Path, *, grid: str | None = None, data_root: str | None = None,
         device: str = "auto", channels_last: bool = True, max_epochs: int | None = None,
-        log: Log = print) -> dict[str, Any] | None:
+        log: Log = print, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        eval_test: bool = True) -> dict[str, Any] | None:
     """Train ``spec`` into ``<output>/runs/<run_id>``; returns the result, or None if stopped early.
 
     A finished run is returned as is. An interrupted one resumes from its checkpoint. ``max_epochs`` stops
-    after that many epochs in this call (for time-sliced jobs and tests). Failures are recorded in
+    after that many epochs in this call (for time-sliced jobs and tests). ``on_epoch(row)`` sees each epoch's
+    metrics row after it is saved (a tuner reports it and may raise to prune). ``eval_test=False`` never
+    evaluates a test split (tuning selects on the validation split only). Failures are recorded in
     ``failed.json`` and re-raised.
     """
     directory = records.run_dir(output, spec.run_id)
@@ -48,13 +51,14 @@ def run(spec: RunSpec, output: Path, *, grid: str | None = None, data_root: str 
     _write_spec(directory, spec, grid)
     try:
         result = _train(spec, directory, Path(output), grid, data_root, pick_device(device), channels_last,
-                        max_epochs, log)
+                        max_epochs, log, on_epoch, eval_test)
     except BaseException as err:
         records.atomic_write_json(directory / "failed.json", {
             "run_id": spec.run_id, "error": f"{type(err).__name__}: {err}",
             "traceback": traceback.format_exc(), "time": time.time()})
-        records.write_heartbeat(directory, finished=True)
         raise
+    finally:  # this process no longer works on the run (a SIGKILL is detected from the dead pid instead)
+        records.write_heartbeat(directory, finished=True)
     return result
 
 
@@ -70,12 +74,15 @@ def _write_spec(directory: Path, spec: RunSpec, grid: str | None) -> None:
 
 
 def _train(spec: RunSpec, directory: Path, output: Path, grid: str | None, data_root: str | None,
-           device: torch.device, channels_last: bool, max_epochs: int | None, log: Log) -> dict[str, Any] | None:
+           device: torch.device, channels_last: bool, max_epochs: int | None, log: Log,
+           on_epoch: Callable[[dict[str, Any]], None] | None, eval_test: bool) -> dict[str, Any] | None:
     wall_start = time.time()
     records.write_heartbeat(directory)
     (directory / "failed.json").unlink(missing_ok=True)
     task = build_task(spec.task.dataset, spec.task.target, root=data_root, seed=spec.seed,
                       val_fraction=spec.task.val_fraction)
+    if not eval_test:
+        task.tests = {}  # tuning: the test splits are dropped before anything could read them
     method = get_method(spec.method, **spec.hparams)
     torch.manual_seed(spec.seed)
     use_targets = spec.task.protocol == "dann"
@@ -157,13 +164,15 @@ def _train(spec: RunSpec, directory: Path, output: Path, grid: str | None, data_
         _save_checkpoint(checkpoint, state, model, optimizer, method)
         records.write_metrics(directory, state["history"])
         records.write_heartbeat(directory)
+        shown = "test" if eval_test else "val"
         log(f"[{spec.run_id}] {spec.method} {spec.bits_label} epoch {epoch + 1}/{spec.recipe.epochs} "
-            f"loss {row['train_loss']:.4f} train {row['train_acc']:.2f} test {row['test_acc']:.2f}")
+            f"loss {row['train_loss']:.4f} train {row['train_acc']:.2f} {shown} {row[shown + '_acc']:.2f}")
+        if on_epoch is not None:
+            on_epoch(row)
     result = _final_result(spec, grid, model, method, context, loader, task, state, device, wall_start)
     torch.save(model.state_dict(), directory / "final.pt")
     records.atomic_write_json(directory / "result.json", result)
     records.mark_done(directory)
-    records.write_heartbeat(directory, finished=True)
     checkpoint.unlink(missing_ok=True)
     return result
 
@@ -233,13 +242,20 @@ def _epoch_row(spec: RunSpec, epoch: int, model, method, context, loader: _Batch
                  for name, split in task.tests.items()}
     val_acc = accuracy(*_logits(model, method, context, loader, task.val, 0)) if len(task.val) else None
     return {"run_id": spec.run_id, "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
-            "val_acc": val_acc, "test_acc": by_domain[task.primary_test], "test_acc_by_domain": by_domain,
+            "val_acc": val_acc, "test_acc": by_domain.get(task.primary_test), "test_acc_by_domain": by_domain,
             "lr": optimizer.param_groups[0]["lr"], "time_s": time.time()}
 
 
 def _final_result(spec: RunSpec, grid, model, method, context, loader: _Batches, task: TaskData, state,
                   device: torch.device, wall_start: float) -> dict[str, Any]:
     history = state["history"]
+    if not task.tests:  # a tuning run: validation metrics only
+        return {"schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "grid": grid, "spec": spec.to_dict(),
+                "metrics": {"val_last": history[-1]["val_acc"], "val_best": max(r["val_acc"] for r in history)},
+                "resolved_hparams": method.hparams, "layer_report": layer_report(model.net),
+                "timings": {"wall_s": time.time() - wall_start, "train_s": state["train_s"],
+                            "eval_s": state["eval_s"], "epochs": state["epoch"], "steps": state["step"]},
+                "environment": environment(device)}
     logits, labels = _logits(model, method, context, loader, task.tests[task.primary_test],
                              loader.domain_id(task.primary_test))
     per_class = per_class_accuracy(logits, labels, task.num_classes)

@@ -21,14 +21,18 @@ def register(name: str) -> Callable[[type["QuantMethod"]], type["QuantMethod"]]:
 
 
 def available_methods() -> list[str]:
+    """Registered names: the built-in ones in the papers' table order, then any others as registered."""
     _load_builtin()
-    return list(_METHODS)
+    from methods.builtin import TABLE_ORDER
+
+    known = [name for name in TABLE_ORDER if name in _METHODS]
+    return known + [name for name in _METHODS if name not in known]
 
 
 def method_class(name: str) -> type["QuantMethod"]:
     _load_builtin()
     if name not in _METHODS:
-        raise ValueError(f"unknown method {name!r}; valid: {', '.join(_METHODS)}")
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(available_methods())}")
     return _METHODS[name]
 
 

@@ -1,0 +1,94 @@
+"""One run start to finish: records, resume after interruption, recorded failures, spec identity."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import records
+from benchmarks.records import RunState
+from benchmarks.spec import Recipe, RunSpec, TaskSpec
+from benchmarks.train import run
+
+FP = Recipe(epochs=2, batch_size=64, lr=0.05, schedule="cosine", steps_per_epoch=6)
+QAT = Recipe(epochs=3, batch_size=64, lr=0.01, schedule="multistep", milestones=(2,), steps_per_epoch=5)
+
+
+def _spec(method="lsq", **kw) -> RunSpec:
+    return RunSpec(task=TaskSpec("optdigits"), arch="dann_digits", method=method, recipe=QAT, w_bits=4, a_bits=4,
+                   fp_recipe=FP, **kw)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def fp_output(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    run(_spec().parent(), out, log=_quiet)
+    return out
+
+
+def test_record_of_a_finished_run(fp_output):
+    spec = _spec()
+    result = run(spec, fp_output, grid="unit", log=_quiet)
+    directory = records.run_dir(fp_output, spec.run_id)
+    assert records.run_state(directory) is RunState.DONE
+    assert not (directory / "checkpoint.pt").exists() and (directory / "final.pt").exists()
+    saved = json.loads((directory / "spec.json").read_text())
+    assert saved["run_id"] == spec.run_id and saved["spec"]["init_from"] == spec.parent().run_id
+    m = result["metrics"]
+    assert 0 <= m["ece"] <= 1 and m["nll"] > 0 and len(m["per_class_acc"]) == 10
+    assert m["top1_best"] >= m["top1_last"] and 1 <= m["best_epoch"] <= 3
+    assert m["top1_val_selected"] is not None and set(m["per_domain_acc"]) == {"optdigits"}
+    assert sum(m["reliability"]["bin_count"]) == 1797  # the whole optdigits test split
+    assert result["timings"]["epochs"] == 3 and result["timings"]["steps"] == 15
+    assert result["environment"]["torch"] == torch.__version__
+    assert result["layer_report"][0]["w_bits"] == 8 and result["layer_report"][1]["w_bits"] == 4
+    assert len(records.read_metrics(directory)) == 3
+    assert m["top1_last"] > 30  # a real digits model after 15 steps, far above 10 % chance
+
+
+def test_interrupted_run_resumes_to_identical_result(fp_output, tmp_path):
+    spec = _spec(seed=0, hparams={"step_weight_decay": False})
+    whole = run(spec, fp_output, log=_quiet)
+    other = tmp_path / "interrupted"
+    (other / "runs").mkdir(parents=True)
+    parent = records.run_dir(fp_output, spec.parent().run_id)
+    import shutil
+
+    shutil.copytree(parent, records.run_dir(other, spec.parent().run_id))
+    assert run(spec, other, max_epochs=1, log=_quiet) is None
+    assert records.run_state(records.run_dir(other, spec.run_id)) is RunState.INCOMPLETE
+    assert run(spec, other, max_epochs=1, log=_quiet) is None
+    resumed = run(spec, other, log=_quiet)
+    for key in ("top1_last", "top1_best", "nll", "ece", "per_class_acc", "top1_val_selected"):
+        assert resumed["metrics"][key] == whole["metrics"][key], key
+    a = torch.load(records.run_dir(fp_output, spec.run_id) / "final.pt")
+    b = torch.load(records.run_dir(other, spec.run_id) / "final.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_failure_is_recorded_not_swallowed(tmp_path):
+    spec = _spec()  # its FP parent was never trained in this output
+    with pytest.raises(FileNotFoundError, match="FP parent run"):
+        run(spec, tmp_path, log=_quiet)
+    directory = records.run_dir(tmp_path, spec.run_id)
+    failure = json.loads((directory / "failed.json").read_text())
+    assert failure["error"].startswith("FileNotFoundError") and "Traceback" in failure["traceback"]
+    assert records.run_state(directory) is RunState.FAILED
+
+
+def test_run_identity():
+    spec = _spec()
+    assert spec.run_id == _spec().run_id
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))).run_id == spec.run_id
+    assert spec.with_(seed=1).run_id != spec.run_id
+    assert spec.with_(w_bits=2).run_id != spec.run_id
+    assert spec.parent().method == "fp" and spec.parent().parent() is None
+    with pytest.raises(ValueError, match="valid: standard, dann, source_only"):
+        TaskSpec("mnist", protocol="nope")
+    with pytest.raises(ValueError, match="valid: multistep, cosine, constant, dann"):
+        Recipe(epochs=1, schedule="linear")
