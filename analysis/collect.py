@@ -1,0 +1,247 @@
+"""Collect run records into one tidy table: a row per run, from run directories or from MLflow.
+
+Only runs with a ``done`` marker (run dirs) or tag ``status=done`` (MLflow) carry metrics; the others are
+kept as rows with status ``incomplete`` or ``failed`` so the coverage table can show them, and every
+aggregate filters on ``status == "done"`` (partial runs leaking into tables is DomainBed #4/#75).
+Both sources read the same ``result.json``, so they give identical rows for done runs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.schema import (
+    DONE,
+    FAILED,
+    INCOMPLETE,
+    JSON_COLUMNS,
+    empty_result_columns,
+    result_columns,
+    spec_columns,
+    to_csv_value,
+)
+
+log = logging.getLogger(__name__)
+CURVE_COLUMNS = ("run_id", "epoch", "train_loss", "train_acc", "val_acc", "test_acc")
+
+@dataclass
+class CoverageInfo:
+    """What collection saw, besides the rows: where it looked and what it could not read."""
+
+    source: str
+    n_done: int = 0
+    n_incomplete: int = 0
+    n_failed: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (f"{self.n_done} done, {self.n_incomplete} incomplete, {self.n_failed} failed "
+                f"run(s) from {self.source}")
+        return text + (f"; {len(self.unreadable)} unreadable" if self.unreadable else "")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        log.warning("cannot read %s: %s", path, err)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def find_run_dirs(path: str | Path) -> list[Path]:
+    """Run dirs under ``path``: ``path/runs/*``, else ``path/*``, else ``path`` itself if it is one."""
+    root = Path(path)
+    if (root / "spec.json").is_file():
+        return [root]
+    base = root / "runs" if (root / "runs").is_dir() else root
+    return sorted(p for p in base.iterdir() if p.is_dir() and (p / "spec.json").is_file())
+
+
+def make_row(run_id: str, status: str, spec_record: dict[str, Any] | None,
+             result: dict[str, Any] | None, source: str) -> dict[str, Any]:
+    """One row from a spec.json-like record and (for done runs) a result.json record."""
+    spec_record = spec_record or {}
+    spec = (result or {}).get("spec") or spec_record.get("spec") or {}
+    grid = (result or {}).get("grid", spec_record.get("grid"))
+    row: dict[str, Any] = {"run_id": run_id, "status": status, "source": source}
+    row.update(spec_columns(spec, grid))
+    row.update(result_columns(result) if result is not None else empty_result_columns())
+    return row
+
+
+def run_dir_row(run_dir: Path) -> dict[str, Any] | None:
+    """The row of one run dir, or None if its spec.json cannot be read."""
+    spec_record = _read_json(run_dir / "spec.json")
+    if spec_record is None:
+        return None
+    run_id = str(spec_record.get("run_id") or run_dir.name)
+    result = None
+    if (run_dir / "done").exists():
+        result = _read_json(run_dir / "result.json")
+        # A done marker without a readable result is not a finished run as far as tables go.
+        status = DONE if result is not None else INCOMPLETE
+    elif (run_dir / "failed.json").exists():
+        status = FAILED
+    else:
+        status = INCOMPLETE
+    row = make_row(run_id, status, spec_record, result, source=str(run_dir))
+    if status == FAILED:
+        row["error"] = (_read_json(run_dir / "failed.json") or {}).get("error")
+    return row
+
+
+def runs_frame(rows: list[dict[str, Any]], info: CoverageInfo) -> tuple[pd.DataFrame, CoverageInfo]:
+    """Rows -> DataFrame sorted by run_id (stable output), with the counts filled into ``info``."""
+    df = pd.DataFrame(rows)
+    if df.empty:
+        df = pd.DataFrame(columns=list(make_row("", DONE, {}, {}, "").keys()))
+    else:
+        df = df.sort_values("run_id", kind="stable").reset_index(drop=True)
+    info.n_done = int((df["status"] == DONE).sum())
+    info.n_incomplete = int((df["status"] == INCOMPLETE).sum())
+    info.n_failed = int((df["status"] == FAILED).sum())
+    return df, info
+
+
+def collect_runs(path: str | Path) -> tuple[pd.DataFrame, CoverageInfo]:
+    """Read every run dir under ``path`` (an output dir with ``runs/``, or a folder of run dirs)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such run directory: {root}")
+    info = CoverageInfo(source=str(root))
+    rows = []
+    for run_dir in find_run_dirs(root):
+        row = run_dir_row(run_dir)
+        if row is None:
+            info.unreadable.append(str(run_dir))
+        else:
+            rows.append(row)
+    return runs_frame(rows, info)
+
+
+def read_curves(run_dirs: list[str | Path]) -> pd.DataFrame:
+    """Per-epoch metrics (metrics.jsonl) of the given run dirs, one row per (run_id, epoch)."""
+    records = []
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "metrics.jsonl"
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a torn last line from an interrupted write
+            if isinstance(rec, dict) and "epoch" in rec:
+                records.append({k: rec.get(k) for k in CURVE_COLUMNS})
+    return pd.DataFrame(records, columns=list(CURVE_COLUMNS))
+
+
+def write_runs_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """The tidy table as CSV: structured columns as sorted JSON text."""
+    out = df.copy()
+    for col in JSON_COLUMNS:
+        if col in out.columns:
+            out[col] = out[col].map(to_csv_value)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(path, index=False, float_format="%.6g")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- MLflow
+
+def _unflatten(params: dict[str, str]) -> dict[str, Any]:
+    """Flattened spec params (``task.dataset`` or ``task/dataset``) back to a nested dict."""
+    nested: dict[str, Any] = {}
+    for key, text in params.items():
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            value = text
+        parts = key.replace("/", ".").split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[parts[-1]] = value
+    return nested.get("spec", nested)
+
+
+def _download_json(run, name: str, tracking_uri: str, tmp: str) -> dict[str, Any] | None:
+    import mlflow
+
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=name,
+                                                    dst_path=tmp, tracking_uri=tracking_uri)
+    except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing artifact
+        log.debug("run %s has no artifact %s: %s", run.info.run_id, name, err)
+        return None
+    return _read_json(Path(local))
+
+
+def collect_mlflow(tracking_uri: str, experiment_names: list[str]) -> tuple[pd.DataFrame, CoverageInfo]:
+    """Read the runs of ``experiment_names`` from an MLflow tracking server or store.
+
+    Done runs (tag ``status=done``) are read from their ``result.json`` artifact, the same file the run dir
+    holds; others become incomplete/failed rows built from their ``spec.json`` artifact or params.
+    """
+    import mlflow  # imported here: it costs about a second and run-dir users do not need it
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per artifact otherwise
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    info = CoverageInfo(source=f"{tracking_uri} experiments {', '.join(experiment_names)}")
+    experiment_ids = []
+    for name in experiment_names:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise ValueError(f"no MLflow experiment named {name!r} at {tracking_uri}")
+        experiment_ids.append(exp.experiment_id)
+    runs = client.search_runs(experiment_ids, max_results=50000)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in runs:
+            tags = run.data.tags
+            run_id = tags.get("run_id", run.info.run_name or run.info.run_id)
+            mlflow_status = tags.get("status", "")
+            result = _download_json(run, "result.json", tracking_uri, tmp) if mlflow_status == DONE else None
+            if mlflow_status == DONE and result is None:
+                info.unreadable.append(run_id)
+                status = INCOMPLETE
+            else:
+                status = DONE if result is not None else (FAILED if mlflow_status == FAILED else INCOMPLETE)
+            spec_record = result or _download_json(run, "spec.json", tracking_uri, tmp) \
+                or {"spec": _unflatten(run.data.params), "grid": tags.get("grid")}
+            rows.append(make_row(run_id, status, spec_record, result, source=f"mlflow:{run.info.run_id}"))
+    return runs_frame(rows, info)
+
+
+def read_mlflow_curves(tracking_uri: str, experiment_names: list[str]) -> pd.DataFrame:
+    """Per-epoch metrics from each run's ``metrics.jsonl`` artifact (when the sync uploaded it)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    ids = [e.experiment_id for n in experiment_names if (e := client.get_experiment_by_name(n))]
+    frames = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in client.search_runs(ids, max_results=50000):
+            try:
+                local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                            artifact_path="metrics.jsonl",
+                                                            dst_path=f"{tmp}/{run.info.run_id}",
+                                                            tracking_uri=tracking_uri)
+            except Exception as err:  # noqa: BLE001 - no curves for this run; figures skip it
+                log.debug("run %s has no metrics.jsonl artifact: %s", run.info.run_id, err)
+                continue
+            frames.append(read_curves([Path(local).parent]))
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else read_curves([])

@@ -1,0 +1,194 @@
+"""The run-record schema as the analysis reads it: one flat row per run, with defaults for every key.
+
+Records are written by the trainer (``spec.json``, ``result.json``, ``metrics.jsonl``, ``done``,
+``failed.json``). Old records lack keys that newer ones have (DomainBed forks broke on exactly this,
+harness.md 1.7), so every field is read through :func:`dig` with a default and a missing key never raises.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+KNOWN_SCHEMA_VERSION = 1
+DONE, INCOMPLETE, FAILED, MISSING = "done", "incomplete", "failed", "missing"
+
+# Table row order (issue #7); unknown methods follow alphabetically.
+METHOD_ORDER = ["fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt"]
+PROTOCOL_ORDER = ["standard", "source_only", "dann"]
+
+# Scalar metrics copied from result.json["metrics"]; all accuracies are percent, ece is a fraction.
+SCALAR_METRICS = [
+    "top1_last", "top1_best", "best_epoch", "top1_val_selected", "val_best", "nll", "ece",
+    "head_acc", "medium_acc", "tail_acc", "worst_domain_acc",
+]
+# Structured values kept as Python objects in the DataFrame and as JSON text in the CSV.
+JSON_COLUMNS = ["per_class_acc", "per_domain_acc", "reliability", "train_class_counts", "layer_report",
+                "hparams", "recipe"]
+
+# Model-selection rules: the metric a table cell averages. "top1_best" picks the epoch by test accuracy,
+# as AlignQ/ClimbQ do (methods.md 1.4), so its label says "oracle".
+SELECTION_RULES = {
+    "top1_last": "last epoch",
+    "top1_best": "best epoch on the test set (oracle, the papers' convention)",
+    "top1_val_selected": "epoch with the best validation accuracy",
+}
+
+_LT_RE = re.compile(r"-lt-r(\d+(?:\.\d+)?)")
+
+
+def dig(obj: Any, path: str, default: Any = None) -> Any:
+    """``dig(d, "a.b.c")`` = ``d["a"]["b"]["c"]``, or ``default`` when any level is missing or not a dict."""
+    for key in path.split("."):
+        if not isinstance(obj, dict) or key not in obj:
+            return default
+        obj = obj[key]
+    return default if obj is None else obj
+
+
+def bits_label(w_bits: Any, a_bits: Any) -> str:
+    """``W4/A4``; 32-bit (or unknown) counts as full precision, labelled ``W32/A32``."""
+    return f"W{_int_or(w_bits, 32)}/A{_int_or(a_bits, 32)}"
+
+
+def _int_or(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def parse_dataset(name: str | None) -> dict[str, Any]:
+    """Split a dataset name such as ``syndigits-synth-lt-r100`` into its parts.
+
+    ``base`` is the name without the synthetic and long-tail suffixes (``syndigits``), ``synthetic`` says
+    whether it is one of our offline stand-ins (``-synth``), and ``lt_ratio`` is the imbalance ratio ρ.
+    """
+    name = (name or "").strip().lower()
+    match = _LT_RE.search(name)
+    lt_ratio = float(match.group(1)) if match else None
+    base = _LT_RE.sub("", name)
+    synthetic = "-synth" in base
+    base = base.replace("-synth", "")
+    return {"base": base, "synthetic": synthetic, "lt_ratio": lt_ratio}
+
+
+def task_label(dataset: str | None, target: str | None) -> str:
+    """``source→target`` for domain shift, else the dataset name."""
+    return f"{dataset}→{target}" if target else str(dataset)
+
+
+def method_sort_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
+
+
+def protocol_sort_key(protocol: str) -> tuple[int, str]:
+    if protocol in PROTOCOL_ORDER:
+        return (PROTOCOL_ORDER.index(protocol), "")
+    return (len(PROTOCOL_ORDER), str(protocol))
+
+
+def spec_columns(spec: dict[str, Any], grid: Any = None) -> dict[str, Any]:
+    """The spec part of a row (identical for done, incomplete and failed runs)."""
+    dataset = dig(spec, "task.dataset", "unknown")
+    target = dig(spec, "task.target")
+    w_bits = _int_or(dig(spec, "w_bits"), 32)
+    a_bits = _int_or(dig(spec, "a_bits"), 32)
+    parsed = parse_dataset(dataset)
+    return {
+        "grid": grid,
+        "dataset": dataset,
+        "target": target,
+        "protocol": dig(spec, "task.protocol", "standard"),
+        "task": task_label(dataset, target),
+        "lt_ratio": parsed["lt_ratio"],
+        "synthetic": parsed["synthetic"] or parse_dataset(target)["synthetic"],
+        "arch": dig(spec, "arch", "unknown"),
+        "method": dig(spec, "method", "unknown"),
+        "w_bits": w_bits,
+        "a_bits": a_bits,
+        "bits_label": bits_label(w_bits, a_bits),
+        "seed": _int_or(dig(spec, "seed"), -1),
+        "first_layer": dig(spec, "layer_policy.first"),
+        "last_layer": dig(spec, "layer_policy.last"),
+        # first/last layer precision as one key: rows of different policies are different configurations;
+        # a null policy means the method's default (the effective one is in layer_report)
+        "policy": f"{dig(spec, 'layer_policy.first', '-')}/{dig(spec, 'layer_policy.last', '-')}"
+        if dig(spec, "layer_policy") else "default",
+        "config_id": config_id(spec),
+        "init_from": dig(spec, "init_from"),
+        "epochs": dig(spec, "recipe.epochs"),
+        "hparams": dig(spec, "hparams", {}),
+        "recipe": dig(spec, "recipe", {}),
+    }
+
+
+def config_id(spec: dict[str, Any]) -> str:
+    """Hash of the spec without seed and FP parent: runs that differ only by seed share it, so a table cell
+    mixing other differences (hparams, recipe, task options) can be flagged in the coverage table."""
+    rest = {k: v for k, v in spec.items() if k not in ("seed", "init_from")}
+    return hashlib.sha1(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def effective_policy(layer_report: list[dict[str, Any]]) -> str | None:
+    """What the first and last layers really ran at, from the layer report: ``W8A8/fp`` etc."""
+    def describe(role: str) -> str:
+        layer = next((x for x in layer_report if isinstance(x, dict) and x.get("role") == role), None)
+        if layer is None:
+            return "?"
+        return "fp" if layer.get("kept_fp") else f"W{layer.get('w_bits')}A{layer.get('a_bits')}"
+
+    return f"{describe('first')}/{describe('last')}" if layer_report else None
+
+
+def result_columns(result: dict[str, Any]) -> dict[str, Any]:
+    """The metric part of a row, from a finished run's ``result.json`` (missing keys become None/NaN)."""
+    version = result.get("schema_version", KNOWN_SCHEMA_VERSION)
+    if isinstance(version, int) and version > KNOWN_SCHEMA_VERSION:
+        # Newer records still share the keys we read; say so once per run rather than refusing them.
+        log.warning("run %s has schema_version %s > %s; reading known keys only",
+                    result.get("run_id"), version, KNOWN_SCHEMA_VERSION)
+    row: dict[str, Any] = {m: _float(dig(result, f"metrics.{m}")) for m in SCALAR_METRICS}
+    row.update({
+        "per_class_acc": dig(result, "metrics.per_class_acc", []),
+        "per_domain_acc": dig(result, "metrics.per_domain_acc", {}),
+        "reliability": dig(result, "metrics.reliability", {}),
+        "train_class_counts": dig(result, "train_class_counts", []),
+        "hmt_head_min": dig(result, "hmt_thresholds.head_min"),
+        "hmt_tail_max": dig(result, "hmt_thresholds.tail_max"),
+        "layer_report": dig(result, "layer_report", []),
+        "effective_policy": effective_policy(dig(result, "layer_report", [])),
+        "wall_s": _float(dig(result, "timings.wall_s")),
+        "train_s": _float(dig(result, "timings.train_s")),
+        "steps": dig(result, "timings.steps"),
+        "code_version": dig(result, "environment.code_version"),
+        "code_dirty": dig(result, "environment.code_dirty"),
+        "torch": dig(result, "environment.torch"),
+        "device": dig(result, "environment.device"),
+    })
+    return row
+
+
+def empty_result_columns() -> dict[str, Any]:
+    """Metric columns of a run that has no ``result.json`` (incomplete or failed)."""
+    return result_columns({})
+
+
+def _float(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def to_csv_value(value: Any) -> Any:
+    """Lists and dicts become sorted JSON text so the CSV is stable and loadable."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return value
