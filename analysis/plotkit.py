@@ -99,9 +99,8 @@ def has_list(col: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
 
 
 def fraction(values: list[float]) -> np.ndarray:
-    """Bins may be recorded in percent or as fractions (the contract does not say): plot fractions."""
-    arr = np.asarray(values, dtype=float)
-    return arr / 100.0 if arr.size and np.nanmax(arr) > 1.0 + 1e-6 else arr
+    """Reliability bins are recorded as fractions in [0, 1] (result.json contract)."""
+    return np.asarray(values, dtype=float)
 
 
 def short_domain(domain: str) -> str:

@@ -44,6 +44,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "device": device_name(device),
+        # CPU results are bit-reproducible for a fixed thread count; different counts reorder float sums.
+        "torch_threads": torch.get_num_threads(),
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }

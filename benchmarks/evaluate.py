@@ -58,7 +58,7 @@ def calibration(logits: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS
         "nll": F.cross_entropy(logits, labels).item(),
         "reliability": {
             "bin_confidence": (conf_sum / safe).tolist(),
-            "bin_accuracy": (100.0 * acc_sum / safe).tolist(),
+            "bin_accuracy": (acc_sum / safe).tolist(),  # fractions, like bin_confidence
             "bin_count": count.long().tolist(),
         },
     }

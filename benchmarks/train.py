@@ -99,9 +99,8 @@ def _train(spec: RunSpec, directory: Path, output: Path, grid: str | None, data_
             raise FileNotFoundError(f"FP parent run {parent.run_id} is not done (expected {parent_final})")
         model.load_state_dict(torch.load(parent_final, map_location=device, weights_only=True))
     counts = torch.tensor(task.train_class_counts, dtype=torch.float32)
-    context = BatchContext(class_prior=(counts / counts.sum()).to(device),
+    context = BatchContext(class_prior=(counts / counts.sum()).to(device), class_counts=counts.to(device),
                            num_domains=len(task.sources) + (len(task.targets) if use_targets else 0))
-    context.class_counts = counts.to(device)
     policy = LayerPolicy(**spec.layer_policy) if spec.layer_policy else None
     prepare(model.net, method, spec.w_bits, spec.a_bits, policy, context)
     model.to(device)

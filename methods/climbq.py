@@ -84,7 +84,7 @@ def class_counts(context: BatchContext, labels: torch.Tensor, num_classes: int,
     """The n_i of HomoVar: the global training counts (``context.class_counts``) or the batch's counts."""
     if count_mode == "batch":
         return torch.bincount(labels, minlength=num_classes).double()
-    counts = getattr(context, "class_counts", None)
+    counts = context.class_counts
     if counts is None:
         raise ValueError("HomoVar with count_mode='global' needs context.class_counts (training counts)")
     return counts

@@ -12,12 +12,14 @@ class BatchContext:
 
     The trainer sets it before each forward pass. ``labels`` are present only for labelled training batches
     (never at evaluation); ``domain`` is the integer domain id of the batch (0 = first source);
-    ``class_prior`` is the training label distribution (K,), set once per run.
+    ``class_prior`` is the training label distribution (K,) and ``class_counts`` the training images per class
+    (K,), both set once per run.
     """
 
     labels: torch.Tensor | None = None
     domain: int | None = None
     class_prior: torch.Tensor | None = None
+    class_counts: torch.Tensor | None = None
     num_domains: int = 1
 
     def set_batch(self, labels: torch.Tensor | None, domain: int | None) -> None:

@@ -71,8 +71,6 @@ class LsqActQuantizer(ActQuantizer):
 class LSQ(QuantMethod):
     act_site = "input"
     default_layer_policy = LayerPolicy("8bit", "8bit")  # LSQ paper: first and last layers at 8 bits
-    defaults = {"step_weight_decay": False}
-    search_space = {}
 
     def weight_quantizer(self, bits: int) -> WeightQuantizer:
         return LsqWeightQuantizer(bits)

@@ -18,8 +18,7 @@ def prepared_digits_model(method_name: str, w_bits: int, a_bits: int, *, num_dom
     net = build_model("dann_digits", 10, in_channels=3, input_size=(28, 28))
     model = TaskModel(net, net.make_domain_head(num_domains) if num_domains > 1 else None)
     counts = torch.tensor([40.0, 30, 20, 15, 10, 8, 6, 4, 3, 2])
-    context = BatchContext(class_prior=counts / counts.sum(), num_domains=num_domains)
-    context.class_counts = counts
+    context = BatchContext(class_prior=counts / counts.sum(), class_counts=counts, num_domains=num_domains)
     method = get_method(method_name)
     prepare(model.net, method, w_bits, a_bits, None, context)
     x = torch.randn(batch, 3, 28, 28)

@@ -52,7 +52,7 @@ def test_record_of_a_finished_run(fp_output):
 
 
 def test_interrupted_run_resumes_to_identical_result(fp_output, tmp_path):
-    spec = _spec(seed=0, hparams={"step_weight_decay": False})
+    spec = _spec(seed=0)
     whole = run(spec, fp_output, log=_quiet)
     other = tmp_path / "interrupted"
     (other / "runs").mkdir(parents=True)

@@ -1,0 +1,47 @@
+"""Helpers for the end-to-end matrix tests: run the CLI, read metrics of finished runs, a longer grid."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+METRIC_KEYS = ("top1_last", "top1_best", "nll", "ece", "per_class_acc")
+
+
+def run_matrix(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks/run_matrix.py"), *args], cwd=REPO,
+                         capture_output=True, text=True, timeout=timeout)
+    return out
+
+
+def finished_metrics(output: Path) -> dict[str, dict]:
+    """run_id -> the metrics that must not depend on how or where a run was launched."""
+    found = {}
+    for result in sorted((output / "runs").glob("*/result.json")):
+        if (result.parent / "done").exists():
+            metrics = json.loads(result.read_text())["metrics"]
+            found[result.parent.name] = {k: metrics[k] for k in METRIC_KEYS}
+    return found
+
+
+def longer_grid(tmp: Path, epochs: int = 4, steps: int = 12) -> Path:
+    """The smoke grid with more epochs, so a run can be interrupted in the middle."""
+    text = (REPO / "benchmarks/grids/smoke.yaml").read_text()
+    text = text.replace("name: smoke", "name: longer").replace("methods: [fp, lsq, dorefa]", "methods: [fp, lsq]")
+    text = text.replace("qat: {epochs: 2", f"qat: {{epochs: {epochs}").replace("steps_per_epoch: 8}",
+                                                                               f"steps_per_epoch: {steps}}}")
+    path = tmp / "longer.yaml"
+    path.write_text(text)
+    return path
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.5) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")

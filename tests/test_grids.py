@@ -1,0 +1,99 @@
+"""Grids expand to validated run specs; the run_matrix CLI refuses bad input with one line and exit 2."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import records
+from benchmarks.grids import GridError, available_grids, load_grid
+from benchmarks.jobs import Filters, expand
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["smoke", "demo", "standard", "multidomain", "longtail"])
+def test_committed_grids_expand(name):
+    assert name in available_grids()
+    grid = load_grid(name)
+    for profile in ("full", "quick"):
+        specs = expand(grid, profile)
+        fp = [s for s in specs if s.method == "fp"]
+        qat = [s for s in specs if s.method != "fp"]
+        assert specs[: len(fp)] == fp, "FP runs come first"
+        assert {s.parent().run_id for s in qat} <= {s.run_id for s in fp}
+        assert len({s.run_id for s in specs}) == len(specs)
+
+
+def test_longtail_counts_and_filters():
+    grid = load_grid("longtail")
+    specs = expand(grid, "full")
+    per_task_arch = sum(len(t.archs) for t in grid.tasks) * len(grid.seeds)
+    assert len(specs) == per_task_arch * (1 + 6 * len(grid.bits))
+    subset = expand(grid, "full", Filters(methods=("lsq",), bits=("4/4",), seeds=(0,), datasets=("cifar10-lt-r100",)))
+    assert sorted(s.method for s in subset) == ["fp", "fp", "lsq", "lsq"]  # two archs, FP parents included
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks/run_matrix.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_dry_run_lists_runs_counts_and_estimate(tmp_path):
+    out = _cli("--grid", "longtail", "--dry-run", "--output", str(tmp_path / "o"))
+    assert out.returncode == 0, out.stderr
+    assert "runs by state: not_launched 1500 (total 1500)" in out.stdout
+    assert "estimated GPU-hours" in out.stdout and out.stdout.count("\n") > 1500
+    assert not (tmp_path / "o").exists(), "a dry run writes nothing"
+
+
+BAD = [
+    (["--grid", "nope"], "unknown grid 'nope'; valid: demo, longtail"),
+    (["--grid", "smoke", "--methods", "foo"], "--methods value 'foo' is not in grid 'smoke'"),
+    (["--grid", "smoke", "--bits", "1/1"], "invalid weight bits 1"),
+    (["--grid", "smoke", "--bits", "4/x"], "invalid bits '4/x'"),
+    (["--grid", "smoke", "--bits", "33/33"], "invalid weight bits 33"),
+    (["--grid", "smoke", "--archs", "vgg"], "--archs value 'vgg' is not in grid 'smoke'"),
+    (["--grid", "smoke", "--launcher", "k8s"], "unknown launcher 'k8s'; valid: debug, local, slurm"),
+    (["--grid", "smoke", "--profile", "huge"], "unknown profile 'huge'; valid: full, quick"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD)
+def test_bad_cli_input_is_one_line_exit_2(args, message, tmp_path):
+    out = _cli(*args, "--output", str(tmp_path))
+    assert out.returncode == 2
+    assert message in out.stderr and out.stderr.count("\n") == 1, out.stderr
+
+
+@pytest.mark.parametrize("mutation,message", [
+    ("methods: [fp, magic]", "unknown method 'magic'; valid: fp, lsq"),
+    ("tasks: [{dataset: imagenet9, archs: [dann_digits], recipe: tiny}]", "unknown dataset 'imagenet9'"),
+    ("tasks: [{dataset: optdigits, archs: [vgg11], recipe: tiny}]", "unknown architecture 'vgg11'; valid:"),
+    ("bits: ['4/x']", "invalid bits '4/x'"),
+    ("seeds: [0]\nepochs: 3", "unknown key 'epochs'"),
+    ("tasks: [{dataset: optdigits, archs: [dann_digits], recipe: nope}]", "names recipe 'nope'"),
+    ("methods: [fp\n  bad: [", "YAML error"),
+])
+def test_malformed_grid_files_never_touch_finished_runs(mutation, message, tmp_path):
+    text = (REPO / "benchmarks/grids/smoke.yaml").read_text()
+    key = mutation.split(":")[0]
+    lines = [line for line in text.splitlines() if not line.startswith(f"{key}:")]
+    if key == "tasks":
+        lines = [line for line in lines if not line.startswith("  - {dataset")]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("\n".join(lines) + "\n" + mutation + "\n")
+    finished = records.run_dir(tmp_path / "out", "0123456789abcdef")
+    finished.mkdir(parents=True)
+    records.mark_done(finished)
+    before = sorted(p.name for p in finished.iterdir())
+    out = _cli("--grid", str(bad), "--output", str(tmp_path / "out"))
+    assert out.returncode == 2 and message in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert sorted(p.name for p in finished.iterdir()) == before
+
+
+def test_grid_error_type():
+    with pytest.raises(GridError):
+        load_grid("does-not-exist")

@@ -1,0 +1,75 @@
+"""The smoke grid end to end through the debug and local launchers; idempotent relaunch; SIGKILL + resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import records
+from benchmarks.grids import load_grid
+from benchmarks.jobs import expand
+from benchmarks.records import RunState
+from tests.matrix_support import REPO, finished_metrics, longer_grid, run_matrix, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def debug_output(tmp_path_factory):
+    output = tmp_path_factory.mktemp("smoke-debug")
+    out = run_matrix("--grid", "smoke", "--launcher", "debug", "--output", str(output), "--no-sync")
+    assert out.returncode == 0, out.stdout + out.stderr
+    return output
+
+
+def test_smoke_debug_completes_and_relaunch_runs_nothing(debug_output):
+    specs = expand(load_grid("smoke"), "full")
+    assert set(finished_metrics(debug_output)) == {s.run_id for s in specs}
+    again = run_matrix("--grid", "smoke", "--launcher", "debug", "--output", str(debug_output), "--no-sync")
+    assert again.returncode == 0 and "launched 0, already done or running 3" in again.stdout
+
+
+def test_local_launcher_gives_the_same_metrics(debug_output, tmp_path):
+    # One worker keeps the thread count of the debug run: CPU sums are reproducible per thread count only.
+    out = run_matrix("--grid", "smoke", "--launcher", "local", "--workers", "1", "--output", str(tmp_path),
+                     "--no-sync")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert finished_metrics(tmp_path) == finished_metrics(debug_output)
+
+
+def test_sigkilled_run_is_incomplete_then_resumes_to_the_same_result(tmp_path):
+    grid = longer_grid(tmp_path)
+    reference = tmp_path / "reference"
+    assert run_matrix("--grid", str(grid), "--launcher", "debug", "--output", str(reference),
+                      "--no-sync").returncode == 0
+    specs = expand(load_grid(str(grid)), "full")
+    qat = next(s for s in specs if s.method != "fp")
+    output = tmp_path / "killed"
+    # Train the FP parent, then start the QAT run in its own process and SIGKILL it after its first epoch.
+    assert run_matrix("--grid", str(grid), "--methods", "fp", "--launcher", "debug", "--output", str(output),
+                      "--no-sync").returncode == 0
+    code = ("import sys; from pathlib import Path; from benchmarks.spec import RunSpec; "
+            "from benchmarks.train import run; import json; "
+            f"run(RunSpec.from_dict(json.loads({json.dumps(json.dumps(qat.to_dict()))})), Path({str(output)!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    directory = records.run_dir(output, qat.run_id)
+    wait_for(lambda: len(records.read_metrics(directory)) >= 1, 300, "the first epoch")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert records.run_state(directory) is RunState.INCOMPLETE
+    assert len(records.read_metrics(directory)) < qat.recipe.epochs
+    out = run_matrix("--grid", str(grid), "--launcher", "debug", "--output", str(output), "--no-sync")
+    assert out.returncode == 0 and "resuming after epoch" in out.stdout + out.stderr, out.stdout + out.stderr
+    assert finished_metrics(output) == finished_metrics(reference)
+
+
+def test_status_and_delete_incomplete_never_touch_done_runs(debug_output, tmp_path):
+    status = run_matrix("--grid", "smoke", "--status", "--output", str(debug_output))
+    assert "runs by state: done 3 (total 3)" in status.stdout
+    removed = run_matrix("--grid", "smoke", "--delete-incomplete", "--output", str(debug_output))
+    assert "deleted 0" in removed.stdout and len(finished_metrics(debug_output)) == 3

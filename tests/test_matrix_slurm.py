@@ -1,0 +1,49 @@
+"""The smoke grid through submitit on the real one-node SLURM cluster; a requeued job resumes."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from benchmarks import records
+from benchmarks.grids import load_grid
+from benchmarks.jobs import expand
+from tests.matrix_support import finished_metrics, longer_grid, run_matrix, wait_for
+
+pytestmark = pytest.mark.slurm
+
+
+def test_smoke_on_slurm_matches_debug(slurm_cluster, tmp_path):
+    debug, slurm = tmp_path / "debug", tmp_path / "slurm"
+    assert run_matrix("--grid", "smoke", "--launcher", "debug", "--output", str(debug), "--no-sync").returncode == 0
+    out = run_matrix("--grid", "smoke", "--launcher", "slurm", "--slurm-profile", "local", "--output", str(slurm),
+                     "--no-sync")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "submitted 3 runs to SLURM (1 FP, 2 QAT)" in out.stdout
+    assert finished_metrics(slurm) == finished_metrics(debug) and len(finished_metrics(slurm)) == 3
+    again = run_matrix("--grid", "smoke", "--launcher", "slurm", "--output", str(slurm), "--no-sync")
+    assert "launched 0, already done or running 3" in again.stdout
+
+
+def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
+    grid = longer_grid(tmp_path, epochs=5, steps=15)
+    reference, output = tmp_path / "reference", tmp_path / "requeued"
+    assert run_matrix("--grid", str(grid), "--launcher", "debug", "--output", str(reference),
+                      "--no-sync").returncode == 0
+    out = run_matrix("--grid", str(grid), "--launcher", "slurm", "--no-wait", "--output", str(output), "--no-sync")
+    assert out.returncode == 0, out.stdout + out.stderr
+    qat = next(s for s in expand(load_grid(str(grid)), "full") if s.method != "fp")
+    directory = records.run_dir(output, qat.run_id)
+    wait_for(lambda: len(records.read_metrics(directory)) >= 1, 400, "the QAT run's first epoch")
+    job = _job_of(directory)
+    subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True)
+    wait_for(lambda: (directory / "done").exists(), 600, "the requeued run to finish", poll=2)
+    logs = "".join(p.read_text() for p in (output / "submitit").glob("*/*_log.*"))
+    assert "resuming after epoch" in logs
+    assert finished_metrics(output) == finished_metrics(reference)
+
+
+def _job_of(directory) -> str:
+    beat = records.read_json(directory / "heartbeat")
+    assert beat["slurm_job_id"], "the run should record its SLURM job id"
+    return beat["slurm_job_id"]
