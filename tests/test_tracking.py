@@ -1,0 +1,218 @@
+"""MLflow as a view of the run records: benchmarks/tracking.py and benchmarks/sync_mlflow.py.
+
+Run directories are made by the real trainer on a tiny offline MNIST task (one epoch of three steps); a
+failure is a real one too (an ``on_epoch`` hook that raises), later resumed to DONE.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks import records
+from benchmarks.spec import Recipe, RunSpec, TaskSpec
+from benchmarks.tracking import flatten, sync_runs, sync_study
+from benchmarks.train import run
+
+REPO = Path(__file__).resolve().parents[1]
+TASK = TaskSpec("mnist", val_fraction=0.01)  # a small validation split keeps each epoch's evaluation short
+RECIPE = Recipe(epochs=1, batch_size=64, steps_per_epoch=3)
+
+
+def _spec(seed: int) -> RunSpec:
+    return RunSpec(TASK, "dann_digits", "fp", RECIPE, seed=seed)
+
+
+def _boom(row):
+    raise RuntimeError("boom after epoch 1")
+
+
+@pytest.fixture(scope="module")
+def runs_template(tmp_path_factory) -> Path:
+    """<out>/runs: two DONE runs (grid 'demo-grid') and one FAILED run (its epoch saved, then an error)."""
+    out = tmp_path_factory.mktemp("records")
+    for seed in (0, 1):
+        run(_spec(seed), out, grid="demo-grid", log=lambda s: None)
+    with pytest.raises(RuntimeError, match="boom"):
+        run(_spec(2), out, grid="demo-grid", log=lambda s: None, on_epoch=_boom)
+    return out
+
+
+@pytest.fixture
+def output(runs_template, tmp_path, monkeypatch) -> Path:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shutil.copytree(runs_template / "runs", tmp_path / "out" / "runs")
+    return tmp_path / "out"
+
+
+def _search(uri: str, experiment: str = "demo-grid"):
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment])
+
+
+def _check_view(uri: str, output: Path) -> None:
+    df = _search(uri)
+    assert len(df) == 3 and df["tags.run_id"].is_unique
+    by_id = df.set_index("tags.run_id")
+    for seed in (0, 1):
+        spec = _spec(seed)
+        row = by_id.loc[spec.run_id]
+        result = records.read_result(records.run_dir(output, spec.run_id))
+        assert row["tags.status"] == "done" and row["status"] == "FINISHED"
+        for key in ("top1_last", "top1_best", "top1_val_selected", "nll", "ece", "worst_domain_acc"):
+            assert row[f"metrics.{key}"] == pytest.approx(result["metrics"][key])
+        assert row["params.task.dataset"] == "mnist" and row["params.recipe.lr"] == str(RECIPE.lr)
+        assert row["tags.method"] == "fp" and row["tags.seed"] == str(seed)
+        assert row["tags.grid"] == "demo-grid" and row["tags.bits"] == "FP"
+        assert row["tags.git_sha"] == result["environment"]["code_version"]
+    failed = by_id.loc[_spec(2).run_id]
+    assert failed["tags.status"] == "failed" and failed["status"] == "FAILED"
+    assert "boom" in failed["tags.error"]
+
+
+def test_flatten_stringifies_once():
+    flat = flatten(_spec(0).to_dict())
+    assert flat["task.dataset"] == "mnist" and flat["recipe.lr"] == "0.1"
+    assert flat["recipe.milestones"] == "[]"
+    assert flat["fp_recipe"] == "None" and all(isinstance(v, str) for v in flat.values())
+
+
+def test_sync_sqlite_idempotent_then_failed_run_finishes(output):
+    uri = f"sqlite:///{output / 'mlflow.db'}"
+    assert sync_runs(output) == {"created": 3, "updated": 0, "unchanged": 0}  # default: <output>/mlflow.db
+    _check_view(uri, output)
+    before = _search(uri)
+    assert sync_runs(output) == {"created": 0, "updated": 0, "unchanged": 3}
+    after = _search(uri)
+    assert len(after) == 3 and sorted(after["run_id"]) == sorted(before["run_id"])
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    first = before.set_index("tags.run_id").loc[_spec(0).run_id, "run_id"]
+    names = {a.path for a in client.list_artifacts(first)}
+    assert names == {"result.json", "spec.json", "metrics.jsonl", "layer_report.json"}
+    assert [m.step for m in client.get_metric_history(first, "val_acc")] == [1]
+
+    # The failed run is resumed to DONE: the same MLflow run becomes status=done with its metrics.
+    failed_spec = _spec(2)
+    run(failed_spec, output, grid="demo-grid", log=lambda s: None)
+    assert sync_runs(output) == {"created": 0, "updated": 1, "unchanged": 2}
+    df = _search(uri).set_index("tags.run_id")
+    assert len(df) == 3
+    row = df.loc[failed_spec.run_id]
+    assert row["tags.status"] == "done" and row["status"] == "FINISHED"
+    assert "tags.error" not in df.columns or pd.isna(row["tags.error"])  # the old error tag is gone
+    result = records.read_result(records.run_dir(output, failed_spec.run_id))
+    assert row["metrics.top1_last"] == pytest.approx(result["metrics"]["top1_last"])
+    assert [m.step for m in client.get_metric_history(row["run_id"], "val_acc")] == [1]  # not logged twice
+
+
+def test_experiment_argument_and_env_uri(output, monkeypatch, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert sync_runs(output, experiment="mine")["created"] == 3
+    assert len(_search(uri, "mine")) == 3 and not (output / "mlflow.db").exists()
+    with pytest.raises(ValueError, match="file store"):
+        sync_runs(output, tracking_uri=str(tmp_path / "mlruns"))
+
+
+def test_sync_study_nests_trial_runs(output):
+    """A tuning study: one parent run, each run dir of the study nested under it, trial tags applied."""
+    study_dir = output / "tuning" / "s1"
+    shutil.copytree(output / "runs", study_dir / "runs")
+    trial_tags = {_spec(0).run_id: {"trial_number": "0", "status": "done"},
+                  _spec(2).run_id: {"trial_number": "1", "status": "pruned"}}  # _spec(1): a run of no trial
+    study_tags = {"study_name": "s1", "storage": str(study_dir / "journal.log")}
+    assert sync_study(study_dir, study_tags, trial_tags) == {"created": 3, "updated": 0, "unchanged": 0}
+    study_tags["best_value"] = "12.5"  # parent tags follow the study; the trial runs are unchanged
+    assert sync_study(study_dir, study_tags, trial_tags) == {"created": 0, "updated": 0, "unchanged": 3}
+    df = _search(f"sqlite:///{output / 'mlflow.db'}", "qbench-tuning")
+    parent = df[df["tags.qbench.kind"] == "study"]
+    assert len(parent) == 1 and parent["tags.best_value"].iloc[0] == "12.5"
+    nested = df[df["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]].set_index("tags.run_id")
+    assert len(nested) == 3 and (nested["tags.study_name"] == "s1").all()
+    assert nested.loc[_spec(2).run_id, "status"] == "KILLED"
+    assert nested.loc[_spec(2).run_id, "tags.status"] == "pruned"
+    assert pd.isna(nested.loc[_spec(1).run_id, "tags.trial_number"])  # nested, though no trial names it
+
+
+def test_cli(output, capsys):
+    from benchmarks.sync_mlflow import main
+
+    script = [sys.executable, str(REPO / "benchmarks" / "sync_mlflow.py")]
+    assert "--tracking-uri" in subprocess.run(script + ["--help"], capture_output=True, text=True).stdout
+    assert main(["--output", str(output / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+    assert main(["--output", str(output), "--experiment", "cli"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"created": 3, "updated": 0,
+                                                                           "unchanged": 0}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sync_against_mlflow_server(output, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = open(tmp_path / "server.log", "w")
+    # Own session/process group: the server forks workers, and the whole group is stopped at the end.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            alive = server.poll() is None and time.monotonic() < deadline
+            assert alive, (tmp_path / "server.log").read_text()
+            time.sleep(0.5)
+        assert sync_runs(output, tracking_uri=uri) == {"created": 3, "updated": 0, "unchanged": 0}
+        _check_view(uri, output)
+        assert sync_runs(output, tracking_uri=uri) == {"created": 0, "updated": 0, "unchanged": 3}
+        assert len(_search(uri)) == 3
+        assert any((tmp_path / "server-artifacts").rglob("result.json"))
+    finally:
+        _stop_group(server)
+        log.close()
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, then SIGKILL to whatever of the group is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
