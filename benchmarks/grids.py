@@ -14,7 +14,7 @@ GRID_DIR = Path(__file__).resolve().parent / "grids"
 PROFILES = ("full", "quick")
 GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
              "arch_options"}
-TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction"}
+TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample"}
 
 
 class GridError(ValueError):
@@ -108,7 +108,8 @@ def _parse_task(entry: Any, recipes: dict) -> GridTask:
         raise ValueError(f"task {entry['dataset']!r} names recipe {entry.get('recipe')!r}; "
                          f"valid: {', '.join(recipes)}")
     task = TaskSpec(dataset=entry["dataset"], target=entry.get("target"),
-                    protocol=entry.get("protocol", "standard"), val_fraction=float(entry.get("val_fraction", 0.1)))
+                    protocol=entry.get("protocol", "standard"), val_fraction=float(entry.get("val_fraction", 0.1)),
+                    test_subsample=entry.get("test_subsample"))
     archs = entry.get("archs")
     if not isinstance(archs, list) or not archs:
         raise ValueError(f"task {entry['dataset']!r} needs a non-empty 'archs' list")

@@ -8,7 +8,7 @@ its last checkpoint).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -19,6 +19,7 @@ from benchmarks.cli_common import parse_bits
 from benchmarks.grids import Grid, GridError
 from benchmarks.records import RunState
 from benchmarks.spec import RunSpec
+from benchmarks.tuned import apply_tuned
 from benchmarks.validate import validate_spec
 
 TunedLookup = Callable[[str, str, str, int, int], "dict[str, Any] | None"]
@@ -36,11 +37,12 @@ class Filters:
 
 
 def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
-           tuned: TunedLookup | None = None) -> list[RunSpec]:
+           tuned: TunedLookup | None = None, provenance: dict[str, dict] | None = None) -> list[RunSpec]:
     """All runs of the grid after filtering: FP runs first (each QAT run's parent included), then QAT runs.
 
     ``tuned(method, task_label, arch, w, a)`` may return frozen hyper-parameters (``--hparams tuned``); they
-    become part of the spec, so a tuned run is a different run from a default one.
+    become part of the spec, so a tuned run is a different run from a default one. Where they are used,
+    ``provenance[run_id]`` receives the frozen file and the study it came from.
     """
     _check_filters(grid, filters)
     bits = [parse_bits(b) for b in grid.bits if filters.bits is None or b in filters.bits]
@@ -70,7 +72,12 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                         spec = base.with_(method=method, w_bits=w, a_bits=a, recipe=recipes["qat"],
                                           fp_recipe=recipes["fp"], hparams=dict(grid.hparams.get(method, {})),
                                           layer_policy=grid.layer_policy)
-                        spec = _apply_tuned(spec, tuned) if tuned else spec
+                        frozen = tuned(method, spec.task.label, arch, w, a) if tuned else None
+                        if frozen:
+                            spec = apply_tuned(spec, frozen)
+                            if provenance is not None:
+                                provenance[spec.run_id] = {"hparams": "tuned", "file": str(frozen.get("path")),
+                                                           "study": frozen.get("study")}
                         parent = spec.parent()
                         fp_runs.setdefault(parent.run_id, parent)
                         qat_runs.append(spec)
@@ -78,14 +85,6 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
     for spec in specs:
         validate_spec(spec)
     return specs
-
-
-def _apply_tuned(spec: RunSpec, tuned: TunedLookup) -> RunSpec:
-    frozen = tuned(spec.method, spec.task.label, spec.arch, spec.w_bits, spec.a_bits)
-    if not frozen:
-        return spec
-    recipe = replace(spec.recipe, **frozen.get("recipe_overrides", {}))
-    return spec.with_(hparams={**spec.hparams, **frozen.get("hparams", {})}, recipe=recipe)
 
 
 def _check_filters(grid: Grid, filters: Filters) -> None:
@@ -113,12 +112,12 @@ class RunJob(submitit.helpers.Checkpointable):
     """Trains one run in a launcher's worker; requeued by submitit on preemption/time-out, it resumes."""
 
     def __call__(self, spec_dict: dict[str, Any], output: str, grid: str | None, data_root: str | None,
-                 device: str) -> dict[str, Any]:
+                 device: str, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
         from benchmarks.train import run  # imported in the worker: keeps the pickled callable light
 
         visible = os.environ.get("QBENCH_GPU")
         if visible is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = visible
         spec = RunSpec.from_dict(spec_dict)
-        result = run(spec, Path(output), grid=grid, data_root=data_root, device=device)
+        result = run(spec, Path(output), grid=grid, data_root=data_root, device=device, provenance=provenance)
         return {"run_id": spec.run_id, "top1_last": result["metrics"]["top1_last"]}

@@ -32,6 +32,7 @@ class LaunchOptions:
     wait: bool = True
     poll_s: float = 5.0
     log: Log = print
+    provenance: dict[str, dict] = field(default_factory=dict)  # run_id -> where tuned hparams came from
 
 
 @dataclass
@@ -63,46 +64,41 @@ def launch(specs: list[RunSpec], launcher: str, options: LaunchOptions) -> Launc
             report.skipped.append(spec.run_id)
         else:
             todo.append(spec)
-    fp_wave = [s for s in todo if s.method == "fp"]
-    qat_wave = [s for s in todo if s.method != "fp"]
     if launcher == "slurm":
-        _launch_slurm(fp_wave, qat_wave, specs, options, report)
-        return report
-    if fp_wave:
-        _launch_pool(fp_wave, launcher, specs, options, report)
-    ready = _ready(qat_wave, options.output, report)  # after the FP wave: its runs are parents
-    if ready:
-        _launch_pool(ready, launcher, specs, options, report)
+        _launch_slurm([s for s in todo if s.method == "fp"], [s for s in todo if s.method != "fp"], specs,
+                      options, report)
+    else:
+        _launch_pool(todo, launcher, specs, options, report)
     return report
 
 
-def _ready(qat_wave: list[RunSpec], output: Path, report: LaunchReport) -> list[RunSpec]:
-    """QAT runs whose FP parent finished; the others are reported as blocked instead of failing one by one."""
-    ready = []
-    for spec in qat_wave:
-        if (records.run_dir(output, spec.parent().run_id) / "done").exists():
-            ready.append(spec)
-        else:
-            report.blocked.append(spec.run_id)
-    return ready
+def _parent_done(spec: RunSpec, output: Path) -> bool:
+    parent = spec.parent()
+    return parent is None or (records.run_dir(output, parent.run_id) / "done").exists()
 
 
 def _job_args(spec: RunSpec, options: LaunchOptions) -> tuple[Any, ...]:
-    return (spec.to_dict(), str(options.output), options.grid, options.data_root, options.device)
+    return (spec.to_dict(), str(options.output), options.grid, options.data_root, options.device,
+            options.provenance.get(spec.run_id))
 
 
-def _launch_pool(wave: list[RunSpec], launcher: str, all_specs: list[RunSpec], options: LaunchOptions,
+def _launch_pool(todo: list[RunSpec], launcher: str, all_specs: list[RunSpec], options: LaunchOptions,
                  report: LaunchReport) -> None:
-    """Runs ``wave`` with at most ``workers`` jobs in flight; a failed run is logged and the rest go on."""
+    """Runs ``todo`` with at most ``workers`` jobs in flight. A QAT run starts as soon as its own FP parent is
+    done (not after a whole FP wave); runs whose parent failed are reported as blocked. A failed run is logged
+    and the rest go on."""
     folder = options.output / "submitit"
     executor = submitit.AutoExecutor(folder=folder, cluster=launcher)
     executor.update_parameters(timeout_min=24 * 60)
     gpus = _visible_gpus()
     workers = 1 if launcher == "debug" else max(1, options.workers)
-    queue, running = list(wave), []
+    queue, running = list(todo), []
     while queue or running:
-        while queue and len(running) < workers:
-            spec = queue.pop(0)
+        while len(running) < workers:
+            spec = next((s for s in queue if _parent_done(s, options.output)), None)
+            if spec is None:
+                break
+            queue.remove(spec)
             slot = len(running)
             env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))} if launcher == "local" else {}
             if gpus:
@@ -122,6 +118,9 @@ def _launch_pool(wave: list[RunSpec], launcher: str, all_specs: list[RunSpec], o
             options.log(progress_line(all_specs, options.output))
         if running and not finished:
             time.sleep(min(options.poll_s, 1.0))
+        if queue and not running and not any(_parent_done(s, options.output) for s in queue):
+            report.blocked.extend(s.run_id for s in queue)  # their FP parents failed
+            break
 
 
 def _launch_slurm(fp_wave: list[RunSpec], qat_wave: list[RunSpec], all_specs: list[RunSpec],

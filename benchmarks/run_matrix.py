@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         grid = load_grid(args.grid)
         filters = Filters(_csv(args.methods), _csv(args.datasets), _csv(args.archs), _csv(args.bits),
                           _csv(args.seeds, int))
-        specs = expand(grid, args.profile, filters, _tuned_lookup(args) if args.hparams == "tuned" else None)
+        provenance: dict[str, dict] = {}
+        specs = expand(grid, args.profile, filters, _tuned_lookup(args) if args.hparams == "tuned" else None,
+                       provenance)
     except ValueError as err:
         return fail(str(err))
     output = Path(args.output or f"outputs/{grid.name}")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print(progress_line(specs, output), flush=True)
     report = launch(specs, args.launcher, LaunchOptions(
         output=output, grid=grid.name, data_root=args.data_root, device=args.device, workers=args.workers,
-        slurm_profile=args.slurm_profile, wait=not args.no_wait))
+        slurm_profile=args.slurm_profile, wait=not args.no_wait, provenance=provenance))
     print(f"launched {len(report.launched)}, already done or running {len(report.skipped)}, "
           f"blocked by an unfinished FP parent {len(report.blocked)}")
     print(progress_line(specs, output))

@@ -26,6 +26,9 @@ class TaskSpec:
     target: str | None = None
     protocol: str = "standard"  # standard | dann (adversarial domain head) | source_only
     val_fraction: float = 0.1
+    # Evaluate on a fixed, class-stratified subset of at most this many images per test domain (the same for
+    # every run); None uses the whole test split. For quick CPU looks only: papers report full test sets.
+    test_subsample: int | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:

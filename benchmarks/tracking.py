@@ -184,6 +184,11 @@ def _tags(header: dict[str, Any], result: dict[str, Any] | None, failure: dict[s
     }
     if env.get("code_version"):
         tags["git_sha"] = env["code_version"]
+    study = (header.get("provenance") or {}).get("study") or {}
+    if study:  # hyper-parameters frozen from an Optuna study: keep the study findable from the run
+        tags["hparams_source"] = "tuned"
+        tags["tuned_study"] = str(study.get("name"))
+        tags["tuned_storage"] = str(study.get("storage"))
     if failure is not None:
         tags["error"] = str(failure.get("error"))[:4000]
     return tags

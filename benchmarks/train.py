@@ -19,6 +19,7 @@ from torch import nn
 from benchmarks import records
 from benchmarks.data.base import TaskData
 from benchmarks.data.batches import iterate_batches, num_batches
+from benchmarks.data.splits import stratified_split
 from benchmarks.data.tasks import build_task
 from benchmarks.environment import environment
 from benchmarks.evaluate import (HEAD_MIN, TAIL_MAX, accuracy, calibration, collect_logits, head_medium_tail,
@@ -36,19 +37,20 @@ Log = Callable[[str], None]
 def run(spec: RunSpec, output: Path, *, grid: str | None = None, data_root: str | None = None,
         device: str = "auto", channels_last: bool = True, max_epochs: int | None = None,
         log: Log = print, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-        eval_test: bool = True) -> dict[str, Any] | None:
+        eval_test: bool = True, provenance: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Train ``spec`` into ``<output>/runs/<run_id>``; returns the result, or None if stopped early.
 
     A finished run is returned as is. An interrupted one resumes from its checkpoint. ``max_epochs`` stops
     after that many epochs in this call (for time-sliced jobs and tests). ``on_epoch(row)`` sees each epoch's
     metrics row after it is saved (a tuner reports it and may raise to prune). ``eval_test=False`` never
-    evaluates a test split (tuning selects on the validation split only). Failures are recorded in
-    ``failed.json`` and re-raised.
+    evaluates a test split (tuning selects on the validation split only). ``provenance`` (e.g. the Optuna
+    study that tuned the hyper-parameters) is stored in spec.json. Failures are recorded in ``failed.json``
+    and re-raised.
     """
     directory = records.run_dir(output, spec.run_id)
     if (directory / "done").exists():
         return records.read_json(directory / "result.json")
-    _write_spec(directory, spec, grid)
+    _write_spec(directory, spec, grid, provenance)
     try:
         result = _train(spec, directory, Path(output), grid, data_root, pick_device(device), channels_last,
                         max_epochs, log, on_epoch, eval_test)
@@ -62,7 +64,7 @@ def run(spec: RunSpec, output: Path, *, grid: str | None = None, data_root: str 
     return result
 
 
-def _write_spec(directory: Path, spec: RunSpec, grid: str | None) -> None:
+def _write_spec(directory: Path, spec: RunSpec, grid: str | None, provenance: dict[str, Any] | None) -> None:
     path = directory / "spec.json"
     if path.exists():
         existing = records.read_json(path)
@@ -70,7 +72,7 @@ def _write_spec(directory: Path, spec: RunSpec, grid: str | None) -> None:
             raise ValueError(f"{path} belongs to run {existing.get('run_id')}, not {spec.run_id}")
         return
     records.atomic_write_json(path, {"schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "grid": grid,
-                                     "spec": spec.to_dict()})
+                                     "spec": spec.to_dict(), "provenance": provenance})
 
 
 def _train(spec: RunSpec, directory: Path, output: Path, grid: str | None, data_root: str | None,
@@ -83,6 +85,8 @@ def _train(spec: RunSpec, directory: Path, output: Path, grid: str | None, data_
                       val_fraction=spec.task.val_fraction)
     if not eval_test:
         task.tests = {}  # tuning: the test splits are dropped before anything could read them
+    elif spec.task.test_subsample:
+        task.tests = {name: _subsample(split, spec.task.test_subsample) for name, split in task.tests.items()}
     method = get_method(spec.method, **spec.hparams)
     torch.manual_seed(spec.seed)
     use_targets = spec.task.protocol == "dann"
@@ -174,6 +178,13 @@ def _train(spec: RunSpec, directory: Path, output: Path, grid: str | None, data_
     records.mark_done(directory)
     checkpoint.unlink(missing_ok=True)
     return result
+
+
+def _subsample(split, limit: int):
+    """A fixed class-stratified subset (seed 0 for every run, so all runs see the same images)."""
+    if len(split) <= limit:
+        return split
+    return stratified_split(split, limit / len(split), seed=0)[1]
 
 
 class _Batches:
