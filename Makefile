@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: demo test test-fast venv clean-venv
+DEMO_OUT ?= outputs/demo
+DEMO_REPORT ?= reports/demo
+
+.PHONY: demo test venv clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,8 +19,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The demo grid through the same code path as a cluster run, then the paper-style report.
 demo: $(STAMP)
-	$(BIN)/python benchmarks/run_matrix.py --grid demo
+	$(BIN)/python benchmarks/run_matrix.py --grid demo --launcher local --workers 2 --output $(DEMO_OUT)
+	$(BIN)/python analysis/report.py --runs $(DEMO_OUT) --out $(DEMO_REPORT) --figure-formats png
+	@echo ""
+	@echo "Report:   $(DEMO_REPORT)/index.md  (tables in $(DEMO_REPORT)/tables/, figures in $(DEMO_REPORT)/figures/)"
+	@echo "Runs:     $(DEMO_OUT)/runs/<run_id>/  (spec.json, metrics.jsonl, result.json, final.pt)"
+	@echo "MLflow:   $(DEMO_OUT)/mlflow.db  ->  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_OUT))/mlflow.db --port 5000"
 
 test: $(STAMP)
 	bash tests/run_all.sh
