@@ -392,9 +392,9 @@ def bench_overhead(opts: Options, device: torch.device, steps: int, epochs: int 
 
 # ------------------------------------------------------------------------------------------------ memory (CPU)
 def cpu_peak_rss_mb(spec: str, opts: Options) -> float | None:
-    """Peak RSS growth of training steps in a fresh child process (peak RSS after 3 steps minus after setup).
+    """Peak RSS growth of training steps in a fresh child process (ru_maxrss after 3 steps minus after setup).
 
-    torch's CPU allocator keeps no peak statistics and peak RSS is a process-wide high-water mark, so each
+    torch's CPU allocator keeps no peak statistics and ru_maxrss is a process-wide high-water mark, so each
     model is measured alone in its own process.
     """
     args = [sys.executable, str(Path(__file__).resolve()), "--memory-child", spec, "--arch", opts.arch,
@@ -408,27 +408,16 @@ def cpu_peak_rss_mb(spec: str, opts: Options) -> float | None:
     return None
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak RSS: VmHWM on Linux (per address space, so not inherited across fork+exec as
-    ru_maxrss is), else ru_maxrss."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    scale = 1024.0 if platform.system() == "Darwin" else 1.0  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024.0
-
-
 def memory_child(spec: str, opts: Options) -> None:
     device = torch.device("cpu")
     batches = batch_pool(opts, device)
     setup = build_setup(spec, opts, device, batches[0][0])
-    base = _peak_rss_mb()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for i in range(3):
         train_step(setup, *batches[i % len(batches)])
-    print(json.dumps({"peak_mb": _peak_rss_mb() - base}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1024.0 if platform.system() == "Darwin" else 1.0  # ru_maxrss: bytes on macOS, KiB on Linux
+    print(json.dumps({"peak_mb": (peak - base) / scale / 1024.0}))
 
 
 # ------------------------------------------------------------------------------------------------ profiling
@@ -492,7 +481,7 @@ def bench_methods(specs: list[str], opts: Options, device: torch.device, memory:
                     if fp_memory is None:
                         fp_memory = cpu_peak_rss_mb("fp", opts)
                     row["peak_mb"], row["fp_peak_mb"] = cpu_peak_rss_mb(spec, opts), fp_memory
-                    row["memory_kind"] = "cpu peak-RSS (VmHWM/ru_maxrss) growth over 3 training steps, fresh process per model"
+                    row["memory_kind"] = "cpu ru_maxrss growth over 3 steps, fresh process per model"
             if profile:
                 log(f"\n#### where the time goes: {spec} (top {profile} ops by self time, 3 training steps)\n")
                 log("```\n" + profile_top_ops(other, batches, device, profile) + "```")
