@@ -16,6 +16,7 @@ No QuantStub/DeQuantStub and no ``FloatFunctional`` for the residual add: the ne
 in float, which only makes the peer cheaper. The model keeps its ``features``/``classify`` API, so the
 benchmark's loss function runs on it unchanged.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -30,11 +31,22 @@ def _qconfig(bits: int, fused: bool):
     from torch.ao.quantization.observer import MovingAverageMinMaxObserver
 
     fq = FusedMovingAvgObsFakeQuantize if fused else FakeQuantize
-    act = fq.with_args(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=2**bits - 1,
-                       dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=False)
-    weight = fq.with_args(observer=MovingAverageMinMaxObserver, quant_min=-(2 ** (bits - 1)),
-                          quant_max=2 ** (bits - 1) - 1, dtype=torch.qint8, qscheme=torch.per_tensor_symmetric,
-                          reduce_range=False)
+    act = fq.with_args(
+        observer=MovingAverageMinMaxObserver,
+        quant_min=0,
+        quant_max=2**bits - 1,
+        dtype=torch.quint8,
+        qscheme=torch.per_tensor_affine,
+        reduce_range=False,
+    )
+    weight = fq.with_args(
+        observer=MovingAverageMinMaxObserver,
+        quant_min=-(2 ** (bits - 1)),
+        quant_max=2 ** (bits - 1) - 1,
+        dtype=torch.qint8,
+        qscheme=torch.per_tensor_symmetric,
+        reduce_range=False,
+    )
     return QConfig(activation=act, weight=weight)
 
 
@@ -47,8 +59,11 @@ def fusion_groups(model: nn.Module) -> list[list[str]]:
         i = 0
         while i < len(children):
             name, child = children[i]
-            if (type(child) is nn.Conv2d and i + 1 < len(children)
-                    and type(children[i + 1][1]) is nn.BatchNorm2d):
+            if (
+                type(child) is nn.Conv2d
+                and i + 1 < len(children)
+                and type(children[i + 1][1]) is nn.BatchNorm2d
+            ):
                 group = [prefix + name, prefix + children[i + 1][0]]
                 if i + 2 < len(children) and type(children[i + 2][1]) is nn.ReLU:
                     group.append(prefix + children[i + 2][0])
@@ -59,7 +74,9 @@ def fusion_groups(model: nn.Module) -> list[list[str]]:
     return groups
 
 
-def prepare_peer(net: nn.Module, bits: int = 4, fuse: bool = True, fused_fake_quant: bool = True) -> nn.Module:
+def prepare_peer(
+    net: nn.Module, bits: int = 4, fuse: bool = True, fused_fake_quant: bool = True
+) -> nn.Module:
     """Turn a float backbone (in train mode) into torch.ao eager QAT form, in place; returns it."""
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao on every call
         warnings.simplefilter("ignore", DeprecationWarning)
