@@ -113,7 +113,10 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __call__(self, spec_dict: dict[str, Any], output: str, grid: str | None, data_root: str | None,
                  device: str, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+        from benchmarks.termination import stop_on_sigterm
         from benchmarks.train import run  # imported in the worker: keeps the pickled callable light
+
+        stop_on_sigterm()
 
         visible = os.environ.get("QBENCH_GPU")
         if visible is not None:

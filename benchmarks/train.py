@@ -27,6 +27,7 @@ from benchmarks.evaluate import (HEAD_MIN, TAIL_MAX, accuracy, calibration, coll
 from benchmarks.models import build_model
 from benchmarks.schedules import grl_coefficient, lr_factor
 from benchmarks.spec import SCHEMA_VERSION, RunSpec
+from benchmarks.termination import raise_if_terminated
 from benchmarks.trainer_parts import TaskModel, amp_context, make_optimizer, pick_device, revgrad
 from methods import BatchContext, DomainBatch, LayerPolicy, calibrate, get_method, layer_report, prepare
 
@@ -151,6 +152,7 @@ def _train(spec: RunSpec, directory: Path, output: Path, grid: str | None, data_
         for index, parts in enumerate(loader.training_parts(epoch, use_targets)):
             if index >= steps:
                 break
+            raise_if_terminated(f"before step {state['step'] + 1} (epoch {epoch + 1})")
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base_lr * lr_factor(spec.recipe, state["step"], steps)
             tally["grl"] = grl_coefficient(state["step"], total_steps)

@@ -223,13 +223,18 @@ def fail_stale(study, options: TuneOptions, ended_jobs: Iterable[str] = (), log:
         except UpdateFinishedTrialError:
             continue  # another worker failed it first and owns the retry
         failed.append(trial.number)
-        attempt = trial.user_attrs.get("attempt", 0)
         log(f"[tune] trial {trial.number} failed as stale: {reason}")
-        if attempt < options.max_retries:
-            study.enqueue_trial(trial.params, user_attrs={
-                "retry_of": trial.user_attrs.get("retry_of", trial.number), "attempt": attempt + 1,
-                "previous_failure": f"trial {trial.number}: {reason}"})
+        _queue_retry(study, trial, options, reason)
     return failed
+
+
+def _queue_retry(study, trial, options: TuneOptions, reason: str) -> None:
+    """Queue a failed trial's params again (at most ``max_retries`` times); the retry resumes its run."""
+    attempt = trial.user_attrs.get("attempt", 0)
+    if attempt < options.max_retries:
+        study.enqueue_trial(trial.params, user_attrs={
+            "retry_of": trial.user_attrs.get("retry_of", trial.number), "attempt": attempt + 1,
+            "previous_failure": f"trial {trial.number}: {reason}"})
 
 
 def _stale_reason(trial, options: TuneOptions, ended: set[str]) -> str | None:
@@ -272,6 +277,7 @@ def run_trial(study, options: TuneOptions, ended_jobs: Iterable[str] = (), log: 
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
+    from benchmarks.termination import Terminated
     from benchmarks.train import run
 
     fail_stale(study, options, ended_jobs, log)
@@ -304,6 +310,8 @@ def run_trial(study, options: TuneOptions, ended_jobs: Iterable[str] = (), log: 
         if error is not None:
             trial.set_user_attr("error", error)
         study.tell(trial, value, state=state)
+        if error is not None and error.startswith(Terminated.__name__):  # preempted, not broken: retried
+            _queue_retry(study, trial, options, error)
     except UpdateFinishedTrialError:  # judged stale meanwhile (a heartbeat gap); its retry reuses the run
         log(f"[tune] trial {trial.number} was already failed as stale; result kept in its run directory")
     log(f"[tune] trial {trial.number} {state.name} value={value} params={trial.params} run={spec.run_id}"
@@ -410,6 +418,9 @@ def run_worker(output: Path, study_name: str, storage: str | None, trials: int) 
 
 def trial_job(output: str, study_name: str, storage: str | None) -> str | None:
     """One SLURM/debug job = one trial: load the study, ask, train, tell."""
+    from benchmarks.termination import stop_on_sigterm
+
+    stop_on_sigterm()
     study, options = load_study(Path(output), study_name, storage)
     return run_trial(study, options)
 

@@ -26,7 +26,8 @@ def test_smoke_on_slurm_matches_debug(slurm_cluster, tmp_path):
 
 
 def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
-    grid = longer_grid(tmp_path, epochs=5, steps=15)
+    # 10 short epochs: the requeue (sent right after epoch 1) lands long before the run could end
+    grid = longer_grid(tmp_path, epochs=10, steps=15)
     reference, output = tmp_path / "reference", tmp_path / "requeued"
     assert run_matrix("--grid", str(grid), "--launcher", "debug", "--output", str(reference),
                       "--no-sync").returncode == 0
@@ -34,11 +35,12 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     qat = next(s for s in expand(load_grid(str(grid)), "full") if s.method != "fp")
     directory = records.run_dir(output, qat.run_id)
-    wait_for(lambda: len(records.read_metrics(directory)) >= 1, 400, "the QAT run's first epoch")
+    wait_for(lambda: len(records.read_metrics(directory)) >= 1, 400, "the QAT run's first epoch", poll=0.05)
     job = _job_of(directory)
     subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True)
     wait_for(lambda: (directory / "done").exists(), 600, "the requeued run to finish", poll=2)
     logs = "".join(p.read_text() for p in (output / "submitit").glob("*/*_log.*"))
+    assert "SIGTERM received: stopped before step" in logs  # the first attempt stopped, did not run on
     assert "resuming after epoch" in logs
     assert finished_metrics(output) == finished_metrics(reference)
 

@@ -71,6 +71,34 @@ def test_interrupted_run_resumes_to_identical_result(fp_output, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_sigterm_stops_at_a_step_boundary_and_the_run_resumes(fp_output, tmp_path):
+    """What a SLURM requeue or preemption does to a worker: SIGTERM after epoch 1, resumed by the next job."""
+    import os
+    import shutil
+    import signal
+
+    from benchmarks.termination import Terminated, stop_on_sigterm
+
+    spec = _spec(seed=0)
+    whole = run(spec, fp_output, log=_quiet)
+    other = tmp_path / "terminated"
+    shutil.copytree(records.run_dir(fp_output, spec.parent().run_id), records.run_dir(other, spec.parent().run_id))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert stop_on_sigterm()
+        with pytest.raises(Terminated, match="before step 6 \\(epoch 2\\)"):
+            run(spec, other, log=_quiet, on_epoch=lambda row: os.kill(os.getpid(), signal.SIGTERM))
+        directory = records.run_dir(other, spec.run_id)
+        assert json.loads((directory / "failed.json").read_text())["error"].startswith("Terminated")
+        assert len(records.read_metrics(directory)) == 1 and (directory / "checkpoint.pt").exists()
+        stop_on_sigterm()  # the requeued job: a new worker, its flag clear
+        resumed = run(spec, other, log=_quiet)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert records.run_state(directory) is RunState.DONE
+    assert resumed["metrics"]["top1_last"] == whole["metrics"]["top1_last"]
+
+
 def test_failure_is_recorded_not_swallowed(tmp_path):
     spec = _spec()  # its FP parent was never trained in this output
     with pytest.raises(FileNotFoundError, match="FP parent run"):

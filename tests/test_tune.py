@@ -205,7 +205,7 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
 def test_killed_worker_leaves_no_running_trial(tmp_path, capsys):
     """SIGKILL a worker process mid-trial: its trial is failed, re-queued, resumed, and the study finishes
     (continued through the ``debug`` launcher: the SLURM job function, run in-process by submitit)."""
-    options = _options(tmp_path, n_trials=2, recipe=Recipe(epochs=4, batch_size=32, steps_per_epoch=6))
+    options = _options(tmp_path, n_trials=2, recipe=Recipe(epochs=10, batch_size=32, steps_per_epoch=6))
     study = prepare_study(options, FIRST[:1])
     ensure_parent(options, log=_quiet)
     worker = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "tune.py"), "--worker", "--output",
@@ -296,7 +296,7 @@ def test_cancelled_slurm_job_trial_is_retried(tmp_path, slurm_cluster):  # noqa:
     import benchmarks.tune as tune
     from benchmarks.launch_profiles import load_slurm_profile, make_executor
 
-    options = _options(tmp_path, n_trials=1, recipe=Recipe(epochs=4, batch_size=32, steps_per_epoch=6))
+    options = _options(tmp_path, n_trials=1, recipe=Recipe(epochs=10, batch_size=32, steps_per_epoch=6))
     study = prepare_study(options)
     ensure_parent(options, log=_quiet)
     executor = make_executor(load_slurm_profile(slurm_cluster.profile), tmp_path / "jobs", cluster="slurm")
