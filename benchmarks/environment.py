@@ -46,6 +46,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": device_name(device),
         # CPU results are bit-reproducible for a fixed thread count; different counts reorder float sums.
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # and different SIMD kernels (AVX2/AVX512)
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }

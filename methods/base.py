@@ -98,16 +98,30 @@ class ActQuantizer(Quantizer):
         self.register_buffer("signed_flag", torch.tensor(-1 if signed is None else int(signed), dtype=torch.int8))
         self.register_buffer("initialized", torch.tensor(False))
         self.calibrating = False
+        # Host-side mirrors of the two buffers: once read as set they are not read again, so a forward on a
+        # GPU does not synchronise with the device (reset when a state dict is loaded).
+        self._ready = False
+        self._signed: bool | None = None
 
     @property
     def signed(self) -> bool | None:
-        flag = int(self.signed_flag)
-        return None if flag < 0 else bool(flag)
+        if self._signed is None:
+            flag = int(self.signed_flag)
+            if flag < 0:
+                return None
+            self._signed = bool(flag)
+        return self._signed
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._ready, self._signed = False, None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return x
-        if not bool(self.initialized):
+        if not self._ready:
+            self._ready = bool(self.initialized)
+        if not self._ready:
             if not (self.training or self.calibrating):
                 # Initialising from evaluation data would leak the test set into the model.
                 raise RuntimeError("activation quantizer used before calibration; call methods.calibrate() "
@@ -120,6 +134,7 @@ class ActQuantizer(Quantizer):
             self.signed_flag.fill_(int(bool((x < 0).any())))
         self.init_from_batch(x)
         self.initialized.fill_(True)
+        self._ready = True
 
     def init_from_batch(self, x: torch.Tensor) -> None:
         """Data-dependent initialisation from the first batch; default: nothing to initialise."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from methods.base import ActQuantizer, LayerPolicy, QuantMethod, WeightQuantizer
-from methods.quant import quantize_unit
+from methods.quant import clamp_quantize_unit, quantize_unit
 from methods.registry import register
 
 
@@ -27,6 +27,13 @@ def dorefa_weight(w: torch.Tensor, bits: int, rescale_by_max: bool) -> torch.Ten
 
 
 def dorefa_activation(a: torch.Tensor, bits: int, signed: bool) -> torch.Tensor:
+    if signed:
+        return 2.0 * quantize_unit((torch.clamp(a, -1.0, 1.0) + 1.0) / 2.0, bits) - 1.0
+    return clamp_quantize_unit(a, 0.0, 1.0, bits)  # == quantize_unit(torch.clamp(a, 0, 1), bits), one node
+
+
+def dorefa_activation_reference(a: torch.Tensor, bits: int, signed: bool) -> torch.Tensor:
+    """D4 as the composite of autograd ops that ``dorefa_activation`` fuses (kept for the equality tests)."""
     if signed:
         return 2.0 * quantize_unit((torch.clamp(a, -1.0, 1.0) + 1.0) / 2.0, bits) - 1.0
     return quantize_unit(torch.clamp(a, 0.0, 1.0), bits)

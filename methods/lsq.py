@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from methods.base import ActQuantizer, LayerPolicy, QuantMethod, WeightQuantizer
-from methods.quant import grad_scale, round_ste
+from methods.quant import needs_graph, grad_scale, round_exact_, round_ste
 from methods.registry import register
 
 
@@ -26,8 +26,53 @@ def lsq_range(bits: int, signed: bool) -> tuple[int, int]:
     return 0, 2**bits - 1
 
 
+class _LsqQuantize(torch.autograd.Function):
+    """``round_ste(clamp(v / s, −Q_N, Q_P)) · s`` as one autograd node, bit-identical to the composite.
+
+    Backward is autograd's chain rule for the composite, op for op: MulBackward gives g·s to the rounded value
+    and Σ g·r to s; the STE passes g·s on; ClampBackward keeps it where −Q_N ≤ v/s ≤ Q_P (+0 elsewhere); DivBackward
+    gives it / s to v and −Σ it·((v/s)/s) to s. Sums use ``sum_to_size`` as autograd's broadcast reduction does.
+    Saves the rounded values and the out-of-range mask (the composite saved v/s and the rounded values).
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, s: torch.Tensor, q_n: int, q_p: int) -> torch.Tensor:
+        t = v / s
+        c = t.clamp(-q_n, q_p)
+        outside = c != t  # not (−Q_N ≤ v/s ≤ Q_P), NaN included: where clamp's backward gives 0
+        r = round_exact_(c)
+        ctx.save_for_backward(v, s, outside, r)
+        # t's buffer is free again (one large allocation fewer) where it is laid out as the composite's output.
+        # Not always: for a tensor with a size-1 dim (a 1-channel conv weight in channels_last) v / s keeps v's
+        # strides while clamp normalises them, and a convolution picks its kernel by the weight's strides.
+        return torch.mul(r, s, out=t) if t.stride() == r.stride() else r * s
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        v, s, outside, r = ctx.saved_tensors
+        grad_t = (grad * s).masked_fill_(outside, 0.0)
+        grad_s = None
+        if ctx.needs_input_grad[1]:
+            # −Σ grad_t·((v/s)/s) == Σ −grad_t·((v/s)/s) exactly (negation commutes with rounding); each edge's
+            # sum is cast to s's dtype before the two are added, as autograd's engine does. One scratch buffer
+            # (laid out as grad_t, as autograd's own products would be) serves both products.
+            scratch = torch.div(v, s, out=torch.empty_like(grad_t)).div_(s)
+            grad_s2 = torch.mul(grad_t, scratch, out=scratch).sum_to_size(s.shape).to(s.dtype)
+            grad_s = torch.mul(grad, r, out=scratch).sum_to_size(s.shape).to(s.dtype) - grad_s2
+        return grad_t.div_(s), grad_s, None, None
+
+
 def lsq_quantize(v: torch.Tensor, step: torch.Tensor, q_n: int, q_p: int, scale: float) -> torch.Tensor:
     """Equation L1 with the L5 gradient scale on the step size."""
+    s = grad_scale(step, scale)
+    if not needs_graph(v, s):  # evaluation: the same values, in place on one buffer
+        return round_exact_((v / s).clamp(-q_n, q_p)).mul_(s)  # clamp out of place: the composite's strides
+    return _LsqQuantize.apply(v, s, q_n, q_p)
+
+
+def lsq_quantize_reference(v: torch.Tensor, step: torch.Tensor, q_n: int, q_p: int, scale: float) -> torch.Tensor:
+    """The composite of autograd ops that ``lsq_quantize`` fuses (kept for the equality tests)."""
     s = grad_scale(step, scale)
     return round_ste(torch.clamp(v / s, -q_n, q_p)) * s
 

@@ -10,10 +10,12 @@ through ``benchmarks.train.run``, the code path every launcher uses, with three 
 - FP seed 3 finishes, so the FP cell has four seeds and the two QAT cells three done runs each.
 
 The run records are copied without weights, checkpoints and heartbeats (analysis reads none of them) into
-``tests/golden/smoke-golden/runs/``, and the report's tables into ``tests/golden/smoke-golden/expected/``.
+``tests/golden/smoke-golden/runs/``, the report's tables into ``tests/golden/smoke-golden/expected/``, and
+what bit-exact retraining depends on (torch version, CPU kernels) into ``machine.json``.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
@@ -80,6 +82,10 @@ def main() -> int:
         train_records(Path(tmp))
         copy_records(Path(tmp), TARGET)
     write_expected(TARGET)
+    # what bit-exact retraining needs to match (tests/test_results_unchanged.py)
+    (TARGET / "machine.json").write_text(json.dumps({
+        "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": 1}, indent=1) + "\n")
     states = {d.name: records.run_state(d).value for d in sorted((TARGET / "runs").iterdir())}
     print(f"{len(states)} run records in {TARGET}: " + ", ".join(sorted(set(states.values()))))
     return 0
