@@ -50,7 +50,7 @@ from benchmarks.data.base import ImageTensors
 from benchmarks.data.batches import iterate_batches
 from benchmarks.models import build_model
 from benchmarks.spec import Recipe
-from benchmarks.trainer_parts import TaskModel, amp_context, make_optimizer, pick_device
+from benchmarks.trainer_parts import TaskModel, amp_context, make_loss_fn, make_optimizer, pick_device
 from methods import (
     BatchContext,
     DomainBatch,
@@ -178,43 +178,6 @@ def parse_method_spec(text: str) -> tuple[str, dict[str, Any]]:
         return text, {}
     name, *items = text.split(":")
     return name.strip(), parse_hparams([item for item in items if item])
-
-
-def make_loss_fn(
-    model: TaskModel,
-    method: QuantMethod,
-    context: BatchContext,
-    device: torch.device,
-    amp: str,
-    tally: dict[str, Any],
-) -> Callable[[DomainBatch], torch.Tensor]:
-    """The trainer's per-part loss (``benchmarks.train._train``'s ``loss_fn`` closure), reproduced here.
-
-    When ``benchmarks.trainer_parts.make_loss_fn`` exists (the proposed refactor) the trainer's own is used.
-    Same statements in the same order: context, autocast, features, task loss on labelled parts, the running
-    accuracy tally (on the device, no synchronisation), the domain head (DANN only), the method's extra loss.
-    """
-    try:
-        from benchmarks.trainer_parts import make_loss_fn as trainer_loss_fn  # type: ignore[attr-defined]
-    except ImportError:
-        trainer_loss_fn = None
-    if trainer_loss_fn is not None:
-        return trainer_loss_fn(model, method, context, device, amp, tally)
-
-    def loss_fn(part: DomainBatch) -> torch.Tensor:
-        context.set_batch(part.y, part.domain)
-        with amp_context(device, amp):
-            features = model.net.features(part.x)
-            loss = features.new_zeros(())
-            if part.y is not None:
-                logits = model.net.classify(features)
-                loss = loss + method.task_loss(logits, part.y, features, context)
-                tally["correct"] += (logits.argmax(1) == part.y).sum()
-                tally["seen"] += part.y.numel()
-            extra = method.extra_loss(model.net)
-            return loss + extra if extra is not None else loss
-
-    return loss_fn
 
 
 def _peer_loss_fn(model: TaskModel, device: torch.device, amp: str, tally: dict[str, Any]):

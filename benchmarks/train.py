@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from benchmarks import records
@@ -28,7 +27,7 @@ from benchmarks.models import build_model
 from benchmarks.schedules import grl_coefficient, lr_factor
 from benchmarks.spec import SCHEMA_VERSION, RunSpec
 from benchmarks.termination import raise_if_terminated
-from benchmarks.trainer_parts import TaskModel, amp_context, make_optimizer, pick_device, revgrad
+from benchmarks.trainer_parts import TaskModel, make_loss_fn, make_optimizer, pick_device
 from methods import BatchContext, DomainBatch, LayerPolicy, calibrate, get_method, layer_report, prepare
 
 EVAL_BATCH = 1000
@@ -123,22 +122,8 @@ def _train(spec: RunSpec, directory: Path, output: Path, grid: str | None, data_
     else:
         calibrate(model.net, next(loader.epoch(0, 0))[0])
 
-    def loss_fn(part: DomainBatch) -> torch.Tensor:
-        context.set_batch(part.y, part.domain)
-        with amp_context(device, spec.recipe.amp):
-            features = model.net.features(part.x)
-            loss = features.new_zeros(())
-            if part.y is not None:
-                logits = model.net.classify(features)
-                loss = loss + method.task_loss(logits, part.y, features, context)
-                tally["correct"] += (logits.argmax(1) == part.y).sum()
-                tally["seen"] += part.y.numel()
-            if model.domain_head is not None:
-                domain_logits = model.domain_head(revgrad(features, tally["grl"]))
-                loss = loss + F.cross_entropy(domain_logits, torch.full_like(domain_logits[:, 0], part.domain,
-                                                                             dtype=torch.long))
-            extra = method.extra_loss(model.net)
-            return loss + extra if extra is not None else loss
+    tally: dict[str, Any] = {}  # the running accuracy and GRL coefficient of the current epoch
+    loss_fn = make_loss_fn(model, method, context, device, spec.recipe.amp, tally)
 
     epochs_this_call = 0
     while state["epoch"] < spec.recipe.epochs:
@@ -147,7 +132,7 @@ def _train(spec: RunSpec, directory: Path, output: Path, grid: str | None, data_
         epoch = state["epoch"]
         model.train()
         start = time.time()
-        tally: dict[str, Any] = {"correct": torch.zeros((), device=device), "seen": 0, "grl": 0.0}
+        tally.update(correct=torch.zeros((), device=device), seen=0, grl=0.0)
         loss_sum = torch.zeros((), device=device)
         for index, parts in enumerate(loader.training_parts(epoch, use_targets)):
             if index >= steps:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.spec import Recipe
-from methods import Quantizer
+from methods import BatchContext, DomainBatch, QuantMethod, Quantizer
 
 
 class TaskModel(nn.Module):
@@ -62,3 +64,30 @@ def amp_context(device: torch.device, amp: str):
     if amp == "bf16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def make_loss_fn(model: TaskModel, method: QuantMethod, context: BatchContext, device: torch.device, amp: str,
+                 tally: dict[str, Any]) -> Callable[[DomainBatch], torch.Tensor]:
+    """The loss of one domain part of a step, as ``method.training_step`` calls it: the context set, features
+    under autocast, the method's task loss on labelled parts (with a running accuracy tally kept on the
+    device: no synchronisation), the DANN domain loss through gradient reversal (``tally["grl"]``), the method's
+    extra loss. The trainer and the speed benchmark both use it, so the benchmark times the real step."""
+
+    def loss_fn(part: DomainBatch) -> torch.Tensor:
+        context.set_batch(part.y, part.domain)
+        with amp_context(device, amp):
+            features = model.net.features(part.x)
+            loss = features.new_zeros(())
+            if part.y is not None:
+                logits = model.net.classify(features)
+                loss = loss + method.task_loss(logits, part.y, features, context)
+                tally["correct"] += (logits.argmax(1) == part.y).sum()
+                tally["seen"] += part.y.numel()
+            if model.domain_head is not None:
+                domain_logits = model.domain_head(revgrad(features, tally["grl"]))
+                loss = loss + F.cross_entropy(domain_logits, torch.full_like(domain_logits[:, 0], part.domain,
+                                                                             dtype=torch.long))
+            extra = method.extra_loss(model.net)
+            return loss + extra if extra is not None else loss
+
+    return loss_fn
