@@ -50,7 +50,8 @@ def admm_update(d: torch.Tensor, gamma: torch.Tensor, mu: float,
     not enter) and A12; returns the new (D̃, Γ)."""
     v = d + gamma / rho
     norm = torch.linalg.matrix_norm(v)
-    new_d_tilde = (1.0 - mu / (rho * norm)) * v if norm > mu / rho else torch.zeros_like(v)
+    # where(), not `if norm > μ/ρ`: the branch is chosen on the device, with no host synchronisation per layer
+    new_d_tilde = torch.where(norm > mu / rho, (1.0 - mu / (rho * norm)) * v, torch.zeros_like(v))
     return new_d_tilde, gamma + rho * (d - new_d_tilde)
 
 

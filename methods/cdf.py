@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from methods.base import ActQuantizer, QuantMethod, WeightQuantizer
-from methods.context import BatchContext
+from methods.context import BatchContext, count_labels
 from methods.quant import cdf_grid, normal_cdf
 
 ALPHA_W = 1.0  # weight range [−1, 1] (paper and code)
@@ -105,7 +105,8 @@ class ClassSigma:
         if labels is None or labels.numel() != batch_size:
             return 2.0 * self.scale
         if self.mode == "batch":
-            counts = torch.bincount(labels).float()
+            prior = context.class_prior
+            counts = count_labels(labels, prior.numel() if prior is not None else None)
             share = counts[labels] / (counts * counts).sum()
         else:
             if context.class_prior is None:

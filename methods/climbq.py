@@ -20,7 +20,7 @@ from torch import nn
 
 from methods.base import ActQuantizer, LayerPolicy, QuantMethod, WeightQuantizer
 from methods.cdf import CdfActQuantizer, CdfWeightQuantizer, ClassSigma, check_option, is_number
-from methods.context import BatchContext
+from methods.context import BatchContext, count_labels
 from methods.registry import register
 
 SIGMA_MODE_NAMES = {"code_batch": "batch", "prior": "prior"}  # option value -> ClassSigma mode
@@ -83,7 +83,7 @@ def class_counts(context: BatchContext, labels: torch.Tensor, num_classes: int,
                  count_mode: str) -> torch.Tensor:
     """The n_i of HomoVar: the global training counts (``context.class_counts``) or the batch's counts."""
     if count_mode == "batch":
-        return torch.bincount(labels, minlength=num_classes).double()
+        return count_labels(labels, num_classes).double()
     counts = context.class_counts
     if counts is None:
         raise ValueError("HomoVar with count_mode='global' needs context.class_counts (training counts)")

@@ -27,6 +27,16 @@ class BatchContext:
         self.domain = domain
 
 
+def count_labels(labels: torch.Tensor, num_classes: int | None) -> torch.Tensor:
+    """Images per class in a batch, float32 (K,). With K known this is a scatter-add, which on a GPU needs no
+    host synchronisation (``torch.bincount`` reads the largest label back to size its output); the counts are
+    the same integers either way."""
+    if num_classes is None:
+        return torch.bincount(labels).float()
+    return torch.zeros(num_classes, device=labels.device).index_add_(0, labels, torch.ones_like(labels,
+                                                                                               dtype=torch.float))
+
+
 @dataclass
 class DomainBatch:
     """One domain's part of a training step: inputs, labels (None when unlabelled) and domain id."""

@@ -51,12 +51,23 @@ class DomainCdfActQuantizer(CdfActQuantizer):
         self.register_buffer("ema_mean", torch.zeros(0, 0))
         self.register_buffer("ema_var", torch.zeros(0, 0))
         self.register_buffer("seen", torch.zeros(0, dtype=torch.bool))
+        self._seen_host: list[bool] | None = None  # ``seen`` mirrored on the host: no GPU sync per forward
 
     def resize(self, num_domains: int, channels: int) -> None:
         device = self.ema_mean.device
         self.ema_mean = torch.zeros(num_domains, channels, device=device)
         self.ema_var = torch.ones(num_domains, channels, device=device)
         self.seen = torch.zeros(num_domains, dtype=torch.bool, device=device)
+        self._seen_host = None
+
+    def _seen(self) -> list[bool]:
+        if self._seen_host is None:
+            self._seen_host = self.seen.tolist()
+        return self._seen_host
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._seen_host = None
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         if self.stats == "shared_bn":
@@ -81,20 +92,22 @@ class DomainCdfActQuantizer(CdfActQuantizer):
             self.resize(max(self.context.num_domains, domain + 1), mean.numel())
         if not 0 <= domain < self.seen.numel():
             raise ValueError(f"domain id {domain} outside 0..{self.seen.numel() - 1} (context.num_domains)")
-        if bool(self.seen[domain]):
+        if self._seen()[domain]:
             self.ema_mean[domain].lerp_(mean.float(), 1.0 - self.momentum)
             self.ema_var[domain].lerp_(var.float(), 1.0 - self.momentum)
         else:
             self.ema_mean[domain] = mean
             self.ema_var[domain] = var
             self.seen[domain] = True
+            self._seen()[domain] = True
 
     def domain_statistics(self, domain: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """EMA of ``domain``; else the equal-weight mixture of the seen domains; else (0, 1)."""
-        if domain is not None and 0 <= domain < self.seen.numel() and bool(self.seen[domain]):
+        if domain is not None and 0 <= domain < self.seen.numel() and self._seen()[domain]:
             return self.ema_mean[domain], self.ema_var[domain]
-        if bool(self.seen.any()):
-            means, variances = self.ema_mean[self.seen], self.ema_var[self.seen]
+        seen = [d for d, flag in enumerate(self._seen()) if flag]  # host-side indices: no boolean-mask sync
+        if seen:
+            means, variances = self.ema_mean[seen], self.ema_var[seen]
             pooled = means.mean(0)
             return pooled, (variances + means * means).mean(0) - pooled * pooled
         return self.ema_mean.new_zeros(()), self.ema_mean.new_ones(())

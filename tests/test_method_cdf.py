@@ -280,3 +280,13 @@ def test_trains_without_nan_and_lowers_loss(name, task):
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-3:]) < sum(losses[:3]), losses
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_count_labels_matches_bincount():
+    from methods.context import count_labels
+
+    labels = torch.randint(0, 7, (300,), generator=torch.Generator().manual_seed(0))
+    labels[0] = 9  # class 9 seen, class 8 not: K = 10 keeps the empty bin
+    expected = torch.bincount(labels, minlength=10).float()
+    assert torch.equal(count_labels(labels, 10), expected)
+    assert torch.equal(count_labels(labels, None), expected) and count_labels(labels, 10).dtype == torch.float32
