@@ -11,7 +11,7 @@ through ``benchmarks.train.run``, the code path every launcher uses, with three 
 
 The run records are copied without weights, checkpoints and heartbeats (analysis reads none of them) into
 ``tests/golden/smoke-golden/runs/``, the report's tables into ``tests/golden/smoke-golden/expected/``, and
-what bit-exact retraining depends on (torch version, CPU kernels) into ``machine.json``.
+what bit-exact retraining depends on (torch version, CPU kernel fingerprint) into ``machine.json``.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 import torch  # noqa: E402
 
 from benchmarks import records  # noqa: E402
+from benchmarks.environment import cpu_kernel_fingerprint  # noqa: E402
 from benchmarks.grids import load_grid  # noqa: E402
 from benchmarks.jobs import expand  # noqa: E402
 from benchmarks.train import run  # noqa: E402
@@ -85,7 +86,7 @@ def main() -> int:
     # what bit-exact retraining needs to match (tests/test_results_unchanged.py)
     (TARGET / "machine.json").write_text(json.dumps({
         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch_threads": 1}, indent=1) + "\n")
+        "cpu_kernels": cpu_kernel_fingerprint(), "torch_threads": 1}, indent=1) + "\n")
     states = {d.name: records.run_state(d).value for d in sorted((TARGET / "runs").iterdir())}
     print(f"{len(states)} run records in {TARGET}: " + ", ".join(sorted(set(states.values()))))
     return 0
