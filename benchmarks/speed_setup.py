@@ -39,6 +39,10 @@ REFERENCE_KERNELS = {
         "quantize_unit": "methods.quant:quantize_unit_reference",
     },
     "methods.quant": {"quantize_unit": "quantize_unit_reference"},
+    "methods.cdf": {
+        "normal_cdf": "methods.quant:normal_cdf_reference",
+        "cdf_grid": "methods.quant:cdf_grid_reference",
+    },
 }
 
 

@@ -2,9 +2,9 @@
 
 Everything here is element-wise and vectorised; per-channel or per-sample variants broadcast.
 
-Speed (issue #8): ``quantize_unit`` and ``clamp_quantize_unit`` are single autograd nodes whose forward works in
-place on one fresh buffer and whose backward is the exact chain rule of the composite they replace (the
-reference composites are kept as ``*_reference`` and ``tests/test_quant_fused.py`` checks bit-identical outputs
+Speed (issue #8): ``quantize_unit``, ``clamp_quantize_unit``, ``normal_cdf`` and ``cdf_grid`` are single autograd
+nodes whose forward works in place on one fresh buffer and whose backward is the exact chain rule of the composite
+they replace (the reference composites are kept as ``*_reference`` and ``tests/test_quant_fused.py`` checks bit-identical outputs
 and gradients). On a CPU these activation-sized element-wise passes, not the convolutions, dominate a quantized
 ResNet-20 step, so fewer passes and allocations is most of the speed-up.
 """
@@ -40,9 +40,6 @@ def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
     return (x - scaled).detach() + scaled
 
 
-def normal_cdf(x: torch.Tensor) -> torch.Tensor:
-    """Φ(x) of the standard normal; autograd gives φ(x) as its derivative."""
-    return 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def normal_pdf(x: torch.Tensor) -> torch.Tensor:
@@ -57,6 +54,53 @@ def round_exact_(x: torch.Tensor) -> torch.Tensor:
 
 def needs_graph(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+SQRT1_2 = 1.0 / math.sqrt(2.0)
+TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)  # erf'(s) = 2/√π·exp(−s²), the constant of autograd's ErfBackward
+
+
+def normal_cdf_reference(x: torch.Tensor) -> torch.Tensor:
+    """Φ(x) of the standard normal as a composite of autograd ops (kept for the equality tests)."""
+    return 0.5 * (1.0 + torch.erf(x * SQRT1_2))
+
+
+class _NormalCdf(torch.autograd.Function):
+    """``normal_cdf_reference`` as one node: the forward works in place on one buffer; the backward is autograd's
+    chain rule for the composite, op for op: MulBackward (g·0.5), AddBackward (identity), ErfBackward
+    (2/√π·exp(−s²)·g with s = x/√2 recomputed; ``pow(2)`` is s·s on every backend), MulBackward (·1/√2).
+    Saves only x (the composite kept x/√2 and its erf)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return (x * SQRT1_2).erf_().add_(1.0).mul_(0.5)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        s = x * SQRT1_2
+        return s.mul_(s).neg_().exp_().mul_(TWO_OVER_SQRT_PI).mul_(grad * 0.5).mul_(SQRT1_2)
+
+
+def keeps_layout_through_unary_ops(x: torch.Tensor) -> bool:
+    """Whether an out-of-place unary op (``erf``) returns x's own strides, as an in-place one does: x dense in
+    the standard or channels_last layout, with no size-1 dim (whose stride is ambiguous and which such an op
+    normalises: a 1-channel conv weight in channels_last). A convolution picks its kernel by its weight's
+    strides, so a fused kernel must give its output the composite's strides."""
+    if 1 in x.shape:
+        return False
+    return x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    """Φ(x) of the standard normal; its gradient is φ(x) (bit-identical to ``normal_cdf_reference``)."""
+    if not keeps_layout_through_unary_ops(x):
+        return normal_cdf_reference(x)  # rare and small (see above): the composite itself, strides and all
+    if not needs_graph(x):
+        return (x * SQRT1_2).erf_().add_(1.0).mul_(0.5)
+    return _NormalCdf.apply(x)
 
 
 class _QuantizeUnit(torch.autograd.Function):
@@ -109,6 +153,34 @@ def quantize_unit_reference(u: torch.Tensor, bits: int) -> torch.Tensor:
     return round_ste(u * n) / n
 
 
+def cdf_grid_reference(u: torch.Tensor, bits: int, alpha: float) -> torch.Tensor:
+    """Form C3 as a composite of autograd ops (kept for the equality tests)."""
+    return alpha * (2.0 * quantize_unit(u, bits) - 1.0)
+
+
+def _grid_forward_(x: torch.Tensor, n: float, alpha: float) -> torch.Tensor:
+    """In place on x = n·u: round, /n, then α·(2·q − 1), the composite's ops in its order."""
+    return round_exact_(x).div_(n).mul_(2.0).sub_(1.0).mul_(alpha)
+
+
+class _CdfGrid(torch.autograd.Function):
+    """``cdf_grid_reference`` as one node. Backward as autograd differentiates the composite: MulBackward (·α),
+    SubBackward (identity), MulBackward (·2), then ``_QuantizeUnit``'s (g / n)·n (the STE)."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, n: float, alpha: float) -> torch.Tensor:
+        ctx.n, ctx.alpha = n, alpha
+        return _grid_forward_(u * n, n, alpha)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        return (grad * ctx.alpha).mul_(2.0).div_(ctx.n).mul_(ctx.n), None, None
+
+
 def cdf_grid(u: torch.Tensor, bits: int, alpha: float) -> torch.Tensor:
     """Form C3: map a CDF value u ∈ [0, 1] to α·(2·round(n·u)/n − 1): exactly 2^k levels in [−α, α]."""
-    return alpha * (2.0 * quantize_unit(u, bits) - 1.0)
+    n = float(2**bits - 1)
+    if not needs_graph(u):
+        return _grid_forward_(u * n, n, float(alpha))
+    return _CdfGrid.apply(u, n, float(alpha))

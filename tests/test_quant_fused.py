@@ -12,7 +12,15 @@ import torch
 
 from methods.dorefa import dorefa_activation, dorefa_activation_reference, dorefa_weight
 from methods.lsq import lsq_quantize, lsq_quantize_reference
-from methods.quant import clamp_quantize_unit, quantize_unit, quantize_unit_reference
+from methods.quant import (
+    cdf_grid,
+    cdf_grid_reference,
+    clamp_quantize_unit,
+    normal_cdf,
+    normal_cdf_reference,
+    quantize_unit,
+    quantize_unit_reference,
+)
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -95,6 +103,40 @@ def test_quantize_unit_and_clamp_variant_bit_identical(bits):
     assert same_bits(out_f, out_r) and same_bits(eval_f, out_r) and same_bits(grads_f[0], grads_r[0])
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_normal_cdf_bit_identical(channels_last, dtype, seed):
+    x = _input(seed, channels_last, dtype, "signed")
+    x[1, 0, 0, :2] = torch.tensor([40.0, -40.0])  # Φ saturates; φ underflows to 0
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 50)).to(dtype)
+    out_f, grads_f, eval_f = _run(normal_cdf, x, g)
+    out_r, grads_r, eval_r = _run(normal_cdf_reference, x, g)
+    assert same_bits(out_f, out_r) and same_bits(eval_f, eval_r) and same_bits(grads_f[0], grads_r[0])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_cdf_grid_bit_identical(channels_last, dtype, bits, alpha):
+    u = normal_cdf_reference(_input(bits, channels_last, dtype, "signed"))
+    g = torch.randn(u.shape, generator=torch.Generator().manual_seed(9)).to(dtype)
+    out_f, grads_f, eval_f = _run(lambda v: cdf_grid(v, bits, alpha), u, g)
+    out_r, grads_r, eval_r = _run(lambda v: cdf_grid_reference(v, bits, alpha), u, g)
+    assert same_bits(out_f, out_r) and same_bits(eval_f, eval_r) and same_bits(grads_f[0], grads_r[0])
+
+
+def test_normal_cdf_keeps_the_composites_strides_on_a_one_channel_conv_weight():
+    """erf normalises the ambiguous stride of a size-1 dim; x·c and in-place ops keep it."""
+    w = torch.randn(32 * 25, generator=torch.Generator().manual_seed(4)).as_strided((32, 1, 5, 5), (25, 1, 5, 1))
+    g = torch.randn(32, 1, 5, 5, generator=torch.Generator().manual_seed(5))
+    out_f, grads_f, eval_f = _run(normal_cdf, w, g)
+    out_r, grads_r, eval_r = _run(normal_cdf_reference, w, g)
+    assert out_r.stride() != w.stride()  # the case this test is about
+    assert same_bits(out_f, out_r) and same_bits(eval_f, eval_r) and same_bits(grads_f[0], grads_r[0])
+
+
 def test_dorefa_weight_gradient_unchanged_through_fused_unit():
     w = torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(5))
     g = torch.randn(w.shape, generator=torch.Generator().manual_seed(6))
@@ -110,11 +152,12 @@ def test_dorefa_weight_gradient_unchanged_through_fused_unit():
         assert same_bits(a.grad, b.grad)
 
 
-@pytest.mark.parametrize("method", ["lsq", "dorefa", "alignq"])
+@pytest.mark.parametrize("method", ["lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt"])
 @pytest.mark.parametrize("arch", ["resnet20", "dann_digits"])  # dann_digits: a 1-channel first conv
 def test_training_steps_bit_identical_to_reference_composites(method, arch, monkeypatch):
     """A few SGD steps of a quantized ResNet-20 (channels_last, as the trainer runs it) end with the same
     weights, bit for bit, whether the quantizers use the fused kernels or the reference composites."""
+    import methods.cdf
     import methods.dorefa
     import methods.lsq
     import methods.quant
@@ -128,7 +171,7 @@ def test_training_steps_bit_identical_to_reference_composites(method, arch, monk
         channels, size = (3, 8) if arch == "resnet20" else (1, 28)
         model = TaskModel(build_model(arch, 10, in_channels=channels, input_size=(size, size)))
         model = model.to(memory_format=torch.channels_last)
-        context = BatchContext(class_prior=torch.full((10,), 0.1))
+        context = BatchContext(class_prior=torch.full((10,), 0.1), class_counts=torch.full((10,), 50.0))
         m = get_method(method)
         prepare(model.net, m, 4, 4, None, context)
         g = torch.Generator().manual_seed(1)
@@ -160,6 +203,8 @@ def test_training_steps_bit_identical_to_reference_composites(method, arch, monk
     monkeypatch.setattr(methods.dorefa, "dorefa_activation", methods.dorefa.dorefa_activation_reference)
     monkeypatch.setattr(methods.dorefa, "quantize_unit", quantize_unit_reference)
     monkeypatch.setattr(methods.quant, "quantize_unit", quantize_unit_reference)
+    monkeypatch.setattr(methods.cdf, "normal_cdf", normal_cdf_reference)
+    monkeypatch.setattr(methods.cdf, "cdf_grid", cdf_grid_reference)
     reference = train()
     assert len(fused) == len(reference)
     for a, b in zip(fused, reference):

@@ -2,7 +2,7 @@
 
 * On any machine: a run trained with the fused kernels and the same run trained with the reference composites
   swapped back in (``benchmarks.speed_setup.reference_kernels``) give the same metrics and final weights, bit for
-  bit (the CDF methods share ``quantize_unit`` through ``cdf_grid``, so AlignQ covers that path).
+  bit (AlignQ, ClimbQ and EmaQ-LT cover the CDF kernels and the per-sample σ path EmaQ-LT shares with ClimbQ).
 * On the machine kind the golden records were made on: retraining the golden seed-0 runs reproduces their
   committed metrics exactly. Float sums differ between CPU kernel families (oneDNN/MKL pick kernels by SIMD
   extensions and cache size, finer than torch's "AVX512"), so elsewhere this check skips and says why.
@@ -49,7 +49,7 @@ def _bits(state: dict[str, torch.Tensor]) -> dict[str, bytes]:
     return {name: t.detach().cpu().contiguous().numpy().tobytes() for name, t in state.items()}
 
 
-@pytest.mark.parametrize("method", ["lsq", "dorefa", "alignq"])
+@pytest.mark.parametrize("method", ["lsq", "dorefa", "alignq", "climbq", "emaq-lt"])
 def test_fused_kernels_train_exactly_like_the_reference_composites(method, tmp_path):
     _, lsq_spec = _golden_spec("lsq")
     spec = dataclasses.replace(lsq_spec, method=method)
