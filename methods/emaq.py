@@ -34,6 +34,7 @@ from methods.base import ActQuantizer, LayerPolicy, LossFn, QuantMethod, WeightQ
 from methods.cdf import CdfActQuantizer, CdfWeightQuantizer, ClassSigma, check_option, is_number
 from methods.context import BatchContext, DomainBatch
 from methods.layers import QuantBatchNorm2d
+from methods.quant import batch_standardize
 from methods.registry import register
 
 STATS_MODES: tuple[str, ...] = ("per_domain_ema", "per_batch", "shared_bn")
@@ -72,13 +73,12 @@ class DomainCdfActQuantizer(CdfActQuantizer):
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         if self.stats == "shared_bn":
             return x
-        dims = [0, *range(2, x.dim())]
         if self.training or self.stats == "per_batch":
-            mean, var = x.mean(dims), x.var(dims, correction=0)
+            standardized, mean, var = batch_standardize(x, BN_EPS)
             if self.training and self.stats == "per_domain_ema":
-                self._track(mean.detach(), var.detach())
-        else:
-            mean, var = self.domain_statistics(self.context.domain if self.context is not None else None)
+                self._track(mean, var)
+            return standardized
+        mean, var = self.domain_statistics(self.context.domain if self.context is not None else None)
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return (x - mean.view(shape)) / (var.view(shape) + BN_EPS).sqrt()
 

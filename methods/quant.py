@@ -2,8 +2,8 @@
 
 Everything here is element-wise and vectorised; per-channel or per-sample variants broadcast.
 
-Speed (issue #8): ``quantize_unit``, ``clamp_quantize_unit``, ``normal_cdf`` and ``cdf_grid`` are single autograd
-nodes whose forward works in place on one fresh buffer and whose backward is the exact chain rule of the composite
+Speed (issue #8): ``quantize_unit``, ``clamp_quantize_unit``, ``normal_cdf``, ``cdf_grid`` and
+``batch_standardize`` are single autograd nodes whose forward works in place on one fresh buffer and whose backward is the exact chain rule of the composite
 they replace (the reference composites are kept as ``*_reference`` and ``tests/test_quant_fused.py`` checks bit-identical outputs
 and gradients). On a CPU these activation-sized element-wise passes, not the convolutions, dominate a quantized
 ResNet-20 step, so fewer passes and allocations is most of the speed-up.
@@ -151,6 +151,56 @@ def quantize_unit_reference(u: torch.Tensor, bits: int) -> torch.Tensor:
     """The composite ``quantize_unit`` replaces (kept for the equality tests)."""
     n = float(2**bits - 1)
     return round_ste(u * n) / n
+
+
+def batch_standardize_reference(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x − μ)/√(σ² + ε) per channel (dim 1) with the batch's mean and biased variance, as a composite of autograd
+    ops (kept for the equality tests); returns (standardised x, μ, σ²)."""
+    dims = [0, *range(2, x.dim())]
+    mean, var = x.mean(dims), x.var(dims, correction=0)
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return (x - mean.view(shape)) / (var.view(shape) + eps).sqrt(), mean, var
+
+
+class _BatchStandardize(torch.autograd.Function):
+    """``batch_standardize_reference`` as one node: two full-size buffers fewer in the forward and five in the
+    backward. The backward is autograd's for the composite, op for op, in the order its engine runs them: DivBackward
+    (g/b; −g·((a/b)/b) summed to b's shape, with a/b = y), SqrtBackward, VarBackward ((2/N)·g·(x − μ)), SubBackward
+    (−g summed to μ's shape), MeanBackward (expand/N), the three gradients of x summed as the engine sums them.
+    Negating a sum instead of summing negated values is exact (rounding is symmetric); μ and σ² carry no gradient
+    (they only feed the EMA statistics)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float):
+        dims = [0, *range(2, x.dim())]
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean, var = x.mean(dims), x.var(dims, correction=0)
+        centre, scale = mean.view(shape), (var.view(shape) + eps).sqrt()
+        y = (x - centre).div_(scale)
+        ctx.save_for_backward(x, y, centre, scale)
+        ctx.dims = dims
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor, _grad_mean, _grad_var):
+        x, y, centre, scale = ctx.saved_tensors
+        dims, n = ctx.dims, x.numel() // x.shape[1]
+        grad_centred = grad / scale
+        grad_scale = -(torch.mul(grad, y / scale).sum(dims, keepdim=True))
+        grad_var = (grad_scale / (scale * 2)) * (2.0 / n)
+        grad_x = (x - centre).mul_(grad_var).add_(grad_centred)
+        return grad_x.add_(-(grad_centred.sum(dims, keepdim=True)) / n), None
+
+
+def batch_standardize(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x − μ)/√(σ² + ε) per channel with the batch's statistics; returns (standardised x, μ, σ²), μ and σ² without
+    gradient. Bit-identical to ``batch_standardize_reference``, values and gradient."""
+    if not needs_graph(x):
+        with torch.no_grad():
+            return batch_standardize_reference(x, eps)
+    return _BatchStandardize.apply(x, eps)
 
 
 def cdf_grid_reference(u: torch.Tensor, bits: int, alpha: float) -> torch.Tensor:

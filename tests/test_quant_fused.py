@@ -13,6 +13,8 @@ import torch
 from methods.dorefa import dorefa_activation, dorefa_activation_reference, dorefa_weight
 from methods.lsq import lsq_quantize, lsq_quantize_reference
 from methods.quant import (
+    batch_standardize,
+    batch_standardize_reference,
     cdf_grid,
     cdf_grid_reference,
     clamp_quantize_unit,
@@ -127,6 +129,27 @@ def test_cdf_grid_bit_identical(channels_last, dtype, bits, alpha):
     assert same_bits(out_f, out_r) and same_bits(eval_f, eval_r) and same_bits(grads_f[0], grads_r[0])
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("grad_channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(8, 6, 5, 5), (32, 16, 12, 12), (6, 4)])
+def test_batch_standardize_bit_identical(channels_last, grad_channels_last, dtype, shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    x, gy = (torch.randn(*shape, generator=g) * 2 + 0.7).to(dtype), torch.randn(*shape, generator=g).to(dtype)
+    if len(shape) == 4:
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        gy = gy.contiguous(memory_format=torch.channels_last) if grad_channels_last else gy
+    results = []
+    for fn in (batch_standardize, batch_standardize_reference):
+        v = x.clone(memory_format=torch.preserve_format).requires_grad_()
+        y, mean, var = fn(v, 1e-5)
+        y.backward(gy)
+        with torch.no_grad():
+            evaluated = fn(v.detach(), 1e-5)[0]
+        results.append((y.detach(), mean.detach(), var.detach(), v.grad, evaluated))
+    assert all(same_bits(a, b) for a, b in zip(*results))
+
+
 def test_normal_cdf_keeps_the_composites_strides_on_a_one_channel_conv_weight():
     """erf normalises the ambiguous stride of a size-1 dim; x·c and in-place ops keep it."""
     w = torch.randn(32 * 25, generator=torch.Generator().manual_seed(4)).as_strided((32, 1, 5, 5), (25, 1, 5, 1))
@@ -159,6 +182,7 @@ def test_training_steps_bit_identical_to_reference_composites(method, arch, monk
     weights, bit for bit, whether the quantizers use the fused kernels or the reference composites."""
     import methods.cdf
     import methods.dorefa
+    import methods.emaq
     import methods.lsq
     import methods.quant
     from benchmarks.models import build_model
@@ -205,6 +229,7 @@ def test_training_steps_bit_identical_to_reference_composites(method, arch, monk
     monkeypatch.setattr(methods.quant, "quantize_unit", quantize_unit_reference)
     monkeypatch.setattr(methods.cdf, "normal_cdf", normal_cdf_reference)
     monkeypatch.setattr(methods.cdf, "cdf_grid", cdf_grid_reference)
+    monkeypatch.setattr(methods.emaq, "batch_standardize", batch_standardize_reference)
     reference = train()
     assert len(fused) == len(reference)
     for a, b in zip(fused, reference):
