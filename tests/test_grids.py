@@ -36,6 +36,24 @@ def test_longtail_counts_and_filters():
     assert sorted(s.method for s in subset) == ["fp", "fp", "lsq", "lsq"]  # two archs, FP parents included
 
 
+def test_gpu_hour_estimate_follows_the_measured_cost_of_each_method():
+    from benchmarks.cost import MEASURED_STEP_RATIO, gpu_hours
+
+    specs = expand(load_grid("longtail"), "full", Filters(datasets=("cifar10-lt-r100",), archs=("resnet20",),
+                                                        bits=("4/4",), seeds=(0,)))
+    hours = {s.method: gpu_hours(s) for s in specs}
+    assert set(hours) == set(MEASURED_STEP_RATIO)
+    fp = specs[0]
+    # CIFAR-10-LT rho=100 has 12,406 training images: epochs x steps x batch / (17,000 images/s) x 1.1 for evaluation
+    steps = int(12406 * (1 - fp.task.val_fraction)) // fp.recipe.batch_size
+    assert hours["fp"] == pytest.approx(fp.recipe.epochs * steps * fp.recipe.batch_size / 17000 * 1.1 / 3600)
+    qat = next(s for s in specs if s.method == "lsq")
+    for method, ratio in MEASURED_STEP_RATIO.items():
+        if method != "fp":  # QAT runs share a recipe, so their hours scale with the measured step ratio
+            assert hours[method] / hours["lsq"] == pytest.approx(ratio / MEASURED_STEP_RATIO["lsq"])
+    assert hours["alignq"] > hours["emaq"] > hours["lsq"] and qat.recipe.epochs > 0
+
+
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "benchmarks/run_matrix.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
