@@ -1,11 +1,11 @@
 """A rough GPU-hour estimate for ``run_matrix.py --dry-run``, from nominal training-set sizes, assumed FP
 training throughputs per architecture, and each method's measured training-step time relative to FP.
 
-The FP throughputs are assumptions for one modern data-centre GPU at fp32 and are printed as such. The per-method
-ratios were measured (``benchmarks/bench_speed.py``, docs/speed.md: ResNet-20 W4/A4, batch 128, fp32, an H100,
-2026-11-23, before the fused kernels and the removal of host synchronisation). At that size every method was
-host-bound, so for larger models, where the GPU is the bottleneck, they overstate the cost: read the estimate
-as an upper bound for quantized runs."""
+The FP throughputs are assumptions for one modern data-centre GPU at fp32 and are printed as such. The
+per-method ratios were measured (``benchmarks/bench_speed.py``, docs/speed.md: ResNet-20 W4/A4, batch 128,
+fp32, an H100, 2026-11-23, before the fused kernels and the removal of host synchronisation). At that size
+every method was host-bound, so for larger models, where the GPU is the bottleneck, they overstate the cost:
+read the estimate as an upper bound for quantized runs."""
 from __future__ import annotations
 
 from benchmarks.data.longtail import long_tail_counts
@@ -18,7 +18,7 @@ NOMINAL_TRAIN_IMAGES = {
     "syndigits": 479400, "syndigits-synth": 20000, "cifar10": 50000, "cifar100": 50000,
     "office31/amazon": 2817, "office31/dslr": 498, "office31/webcam": 795,
 }
-# Assumed FP training images per second on one GPU (fp32). ResNet-20 was measured at 16,842 (H100, docs/speed.md).
+# Assumed FP training images per second on one GPU (fp32); ResNet-20 measured 16,842 (H100, docs/speed.md).
 ASSUMED_IMAGES_PER_S = {"dann_digits": 40000, "resnet20": 17000, "resnet32": 13000, "resnet56": 7500,
                         "mobilenetv2_cifar": 6000, "resnet18": 2500, "resnet50": 800}
 # Measured training step / FP training step (H100, fp32, ResNet-20 W4/A4; see the module docstring).
@@ -39,8 +39,8 @@ def train_images(dataset: str, val_fraction: float) -> int:
 
 
 def step_ratio(spec: RunSpec) -> float:
-    """A training step of ``spec``'s method relative to FP, as measured with the method's default options (AlignQ
-    with ADMM off is cheaper than this; it has no GPU measurement of its own)."""
+    """A training step of ``spec``'s method relative to FP, as measured with the method's default options
+    (AlignQ with ADMM off is cheaper than this; it has no GPU measurement of its own)."""
     return MEASURED_STEP_RATIO.get(spec.method, UNMEASURED_STEP_RATIO)
 
 

@@ -35,12 +35,12 @@ def cpu_kernel_fingerprint() -> str:
     """CPU model, cache size and SIMD extensions (Linux /proc/cpuinfo; else the processor name).
 
     oneDNN and MKL choose their kernels, and so the order of float sums, from these — more finely than torch's
-    ``cpu_capability``, which reports "AVX512" for CPUs with and without AMX. Two machines give bit-identical CPU
-    results only when this string (and the torch build and thread count) match.
+    ``cpu_capability``, which reports "AVX512" for CPUs with and without AMX. Two machines give bit-identical
+    CPU results only when this string (and the torch build and thread count) match.
     """
     try:
-        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
-                    if ":" in line)
+        first_cpu = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+        info = dict(line.split(":", 1) for line in first_cpu.splitlines() if ":" in line)
     except OSError:
         return platform.processor() or platform.machine()
     info = {key.strip(): value.strip() for key, value in info.items()}

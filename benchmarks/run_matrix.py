@@ -122,9 +122,9 @@ def _print_runs(specs, current, output: Path, show_all: bool) -> None:
             print(f"  failed {spec.run_id}: {records.read_json(failed)['error'][:200]}")
     remaining = [s for s in specs if current[s.run_id].value != "done"]
     hours = sum(gpu_hours(s) for s in remaining)
-    print(f"estimated GPU-hours for the {len(remaining)} runs not done: {hours:.1f} (assumed FP fp32 images/s per "
-          f"arch: {ASSUMED_IMAGES_PER_S}; QAT step x FP measured per method on an H100 at ResNet-20 size, an upper "
-          "bound for larger models; see benchmarks/cost.py)")
+    print(f"estimated GPU-hours for the {len(remaining)} runs not done: {hours:.1f} (assumed FP fp32 "
+          f"images/s per arch: {ASSUMED_IMAGES_PER_S}; QAT step x FP measured per method on an H100 at "
+          "ResNet-20 size, an upper bound for larger models; see benchmarks/cost.py)")
 
 
 def _delete_incomplete(specs, current, output: Path) -> int:

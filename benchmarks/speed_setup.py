@@ -135,7 +135,8 @@ def _peer_loss_fn(model: TaskModel, device: torch.device, amp: str, tally: dict[
 
 
 def build_setup(spec: str, opts: Options, device: torch.device, calib_x: torch.Tensor) -> Setup:
-    """A model for ``spec`` (a registered method, optionally NAME:KEY=VALUE, or the peer), as a run builds it."""
+    """A model for ``spec`` (a registered method, optionally NAME:KEY=VALUE, or the peer), as a run builds
+    it."""
     torch.manual_seed(opts.seed)
     net = build_model(
         opts.arch, opts.num_classes, in_channels=3, input_size=(opts.input_size, opts.input_size)
@@ -214,5 +215,7 @@ def augmented_batches(split: ImageTensors, opts: Options, device: torch.device):
 
 
 def batch_pool(opts: Options, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``pool`` augmented, normalised batches, generated once by the real input path and kept on the device."""
-    return list(augmented_batches(synthetic_split(opts.batch_size * opts.pool, opts, opts.seed), opts, device))
+    """``pool`` augmented, normalised batches, generated once by the real input path and kept on the
+    device."""
+    split = synthetic_split(opts.batch_size * opts.pool, opts, opts.seed)
+    return list(augmented_batches(split, opts, device))

@@ -3,10 +3,11 @@
 Everything here is element-wise and vectorised; per-channel or per-sample variants broadcast.
 
 Speed (issue #8): ``quantize_unit``, ``clamp_quantize_unit``, ``normal_cdf``, ``cdf_grid`` and
-``batch_standardize`` are single autograd nodes whose forward works in place on one fresh buffer and whose backward is the exact chain rule of the composite
-they replace (the reference composites are kept as ``*_reference`` and ``tests/test_quant_fused.py`` checks bit-identical outputs
-and gradients). On a CPU these activation-sized element-wise passes, not the convolutions, dominate a quantized
-ResNet-20 step, so fewer passes and allocations is most of the speed-up.
+``batch_standardize`` are single autograd nodes whose forward works in place on one fresh buffer and whose
+backward is the exact chain rule of the composite they replace (the reference composites are kept as
+``*_reference`` and ``tests/test_quant_fused.py`` checks bit-identical outputs and gradients). On a CPU these
+activation-sized element-wise passes, not the convolutions, dominate a quantized ResNet-20 step, so fewer
+passes and allocations is most of the speed-up.
 """
 from __future__ import annotations
 
@@ -40,8 +41,6 @@ def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
     return (x - scaled).detach() + scaled
 
 
-
-
 def normal_pdf(x: torch.Tensor) -> torch.Tensor:
     return torch.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
 
@@ -66,10 +65,10 @@ def normal_cdf_reference(x: torch.Tensor) -> torch.Tensor:
 
 
 class _NormalCdf(torch.autograd.Function):
-    """``normal_cdf_reference`` as one node: the forward works in place on one buffer; the backward is autograd's
-    chain rule for the composite, op for op: MulBackward (g·0.5), AddBackward (identity), ErfBackward
-    (2/√π·exp(−s²)·g with s = x/√2 recomputed; ``pow(2)`` is s·s on every backend), MulBackward (·1/√2).
-    Saves only x (the composite kept x/√2 and its erf)."""
+    """``normal_cdf_reference`` as one node: the forward works in place on one buffer; the backward is
+    autograd's chain rule for the composite, op for op: MulBackward (g·0.5), AddBackward (identity),
+    ErfBackward (2/√π·exp(−s²)·g with s = x/√2 recomputed; ``pow(2)`` computes s·s on the CPU, as the tests
+    check), MulBackward (·1/√2). Saves only x (the composite kept x/√2 and its erf)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
@@ -153,9 +152,10 @@ def quantize_unit_reference(u: torch.Tensor, bits: int) -> torch.Tensor:
     return round_ste(u * n) / n
 
 
-def batch_standardize_reference(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x − μ)/√(σ² + ε) per channel (dim 1) with the batch's mean and biased variance, as a composite of autograd
-    ops (kept for the equality tests); returns (standardised x, μ, σ²)."""
+def batch_standardize_reference(x: torch.Tensor,
+                                eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x − μ)/√(σ² + ε) per channel (dim 1) with the batch's mean and biased variance, as a composite of
+    autograd ops (kept for the equality tests); returns (standardised x, μ, σ²)."""
     dims = [0, *range(2, x.dim())]
     mean, var = x.mean(dims), x.var(dims, correction=0)
     shape = (1, -1) + (1,) * (x.dim() - 2)
@@ -163,12 +163,14 @@ def batch_standardize_reference(x: torch.Tensor, eps: float) -> tuple[torch.Tens
 
 
 class _BatchStandardize(torch.autograd.Function):
-    """``batch_standardize_reference`` as one node: two full-size buffers fewer in the forward and five in the
-    backward. The backward is autograd's for the composite, op for op, in the order its engine runs them: DivBackward
-    (g/b; −g·((a/b)/b) summed to b's shape, with a/b = y), SqrtBackward, VarBackward ((2/N)·g·(x − μ)), SubBackward
-    (−g summed to μ's shape), MeanBackward (expand/N), the three gradients of x summed as the engine sums them.
-    Negating a sum instead of summing negated values is exact (rounding is symmetric); μ and σ² carry no gradient
-    (they only feed the EMA statistics)."""
+    """``batch_standardize_reference`` as one node: one full-size buffer fewer in the forward, five in the
+    backward.
+
+    The backward is autograd's for the composite, op for op, in the order its engine runs them: DivBackward
+    (g/b; −g·((a/b)/b) summed to b's shape, with a/b = y), SqrtBackward, VarBackward ((2/N)·g·(x − μ)),
+    SubBackward (−g summed to μ's shape), MeanBackward (expand/N); the three gradients of x are summed in the
+    engine's order. Negating a sum instead of summing negated values is exact (rounding is symmetric). μ and
+    σ² carry no gradient (they only feed the EMA statistics)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, eps: float):
@@ -195,8 +197,8 @@ class _BatchStandardize(torch.autograd.Function):
 
 
 def batch_standardize(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x − μ)/√(σ² + ε) per channel with the batch's statistics; returns (standardised x, μ, σ²), μ and σ² without
-    gradient. Bit-identical to ``batch_standardize_reference``, values and gradient."""
+    """(x − μ)/√(σ² + ε) per channel with the batch's statistics; returns (standardised x, μ, σ²), μ and σ²
+    without gradient. Bit-identical to ``batch_standardize_reference``, values and gradient."""
     if not needs_graph(x):
         with torch.no_grad():
             return batch_standardize_reference(x, eps)
@@ -214,8 +216,8 @@ def _grid_forward_(x: torch.Tensor, n: float, alpha: float) -> torch.Tensor:
 
 
 class _CdfGrid(torch.autograd.Function):
-    """``cdf_grid_reference`` as one node. Backward as autograd differentiates the composite: MulBackward (·α),
-    SubBackward (identity), MulBackward (·2), then ``_QuantizeUnit``'s (g / n)·n (the STE)."""
+    """``cdf_grid_reference`` as one node. Backward as autograd differentiates the composite: MulBackward
+    (·α), SubBackward (identity), MulBackward (·2), then ``_QuantizeUnit``'s (g / n)·n (the STE)."""
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, n: float, alpha: float) -> torch.Tensor:

@@ -17,8 +17,9 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 @pytest.fixture(autouse=True)
 def _reset_mlflow_tracking_uri():
-    """``mlflow.set_tracking_uri()`` also exports ``$MLFLOW_TRACKING_URI`` so that subprocesses inherit it. A test
-    that calls it would otherwise point every later subprocess (run_matrix, tune) at that test's database."""
+    """``mlflow.set_tracking_uri()`` also exports ``$MLFLOW_TRACKING_URI`` so that subprocesses inherit it. A
+    test that calls it would otherwise point every later subprocess (run_matrix, tune) at that test's
+    database."""
     yield
     if "mlflow" in sys.modules:
         sys.modules["mlflow"].set_tracking_uri(None)  # None: forget the URI and unset the variable

@@ -32,7 +32,8 @@ def test_longtail_counts_and_filters():
     specs = expand(grid, "full")
     per_task_arch = sum(len(t.archs) for t in grid.tasks) * len(grid.seeds)
     assert len(specs) == per_task_arch * (1 + 6 * len(grid.bits))
-    subset = expand(grid, "full", Filters(methods=("lsq",), bits=("4/4",), seeds=(0,), datasets=("cifar10-lt-r100",)))
+    subset = expand(grid, "full", Filters(methods=("lsq",), bits=("4/4",), seeds=(0,),
+                                          datasets=("cifar10-lt-r100",)))
     assert sorted(s.method for s in subset) == ["fp", "fp", "lsq", "lsq"]  # two archs, FP parents included
 
 
@@ -44,7 +45,7 @@ def test_gpu_hour_estimate_follows_the_measured_cost_of_each_method():
     hours = {s.method: gpu_hours(s) for s in specs}
     assert set(hours) == set(MEASURED_STEP_RATIO)
     fp = specs[0]
-    # CIFAR-10-LT rho=100 has 12,406 training images: epochs x steps x batch / (17,000 images/s) x 1.1 for evaluation
+    # CIFAR-10-LT rho=100 has 12,406 training images: epochs x steps x batch / 17,000 images/s, x 1.1 for eval
     steps = int(12406 * (1 - fp.task.val_fraction)) // fp.recipe.batch_size
     assert hours["fp"] == pytest.approx(fp.recipe.epochs * steps * fp.recipe.batch_size / 17000 * 1.1 / 3600)
     qat = next(s for s in specs if s.method == "lsq")

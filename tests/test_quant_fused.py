@@ -152,7 +152,8 @@ def test_batch_standardize_bit_identical(channels_last, grad_channels_last, dtyp
 
 def test_normal_cdf_keeps_the_composites_strides_on_a_one_channel_conv_weight():
     """erf normalises the ambiguous stride of a size-1 dim; x·c and in-place ops keep it."""
-    w = torch.randn(32 * 25, generator=torch.Generator().manual_seed(4)).as_strided((32, 1, 5, 5), (25, 1, 5, 1))
+    w = torch.randn(32 * 25, generator=torch.Generator().manual_seed(4))
+    w = w.as_strided((32, 1, 5, 5), (25, 1, 5, 1))  # a 1-channel conv weight in channels_last
     g = torch.randn(32, 1, 5, 5, generator=torch.Generator().manual_seed(5))
     out_f, grads_f, eval_f = _run(normal_cdf, w, g)
     out_r, grads_r, eval_r = _run(normal_cdf_reference, w, g)

@@ -1,12 +1,11 @@
 """Speed work (fused kernels, fewer host syncs) and refactors must not change results (issue #8).
 
 * On any machine: a run trained with the fused kernels and the same run trained with the reference composites
-  swapped back in (``benchmarks.speed_setup.reference_kernels``) give the same metrics and final weights, bit for
-  bit (AlignQ, ClimbQ and EmaQ-LT cover the CDF kernels and the per-sample σ path EmaQ-LT shares with ClimbQ).
-* On the machine kind the golden records were made on: retraining the golden seed-0 runs reproduces their
-  committed metrics exactly. Float sums differ between CPU kernel families (oneDNN/MKL pick kernels by SIMD
-  extensions and cache size, finer than torch's "AVX512"), so elsewhere this check skips and says why.
-"""
+swapped back in (``benchmarks.speed_setup.reference_kernels``) give the same metrics and final weights, bit
+for bit (AlignQ, ClimbQ and EmaQ-LT cover the CDF kernels and the per-sample σ path EmaQ-LT shares with
+ClimbQ). * On the machine kind the golden records were made on: retraining the golden seed-0 runs reproduces
+their committed metrics exactly. Float sums differ between CPU kernel families (oneDNN/MKL pick kernels by
+SIMD extensions and cache size, finer than torch's "AVX512"), so elsewhere this check skips and says why. """
 from __future__ import annotations
 
 import dataclasses
@@ -76,4 +75,5 @@ def test_retraining_reproduces_the_golden_metrics(method, tmp_path):
         assert spec.run_id == directory.name, "the run id scheme changed: regenerate the golden records"
         result = run(spec, tmp_path, grid="smoke-golden", log=_quiet)
         assert _rows(records.run_dir(tmp_path, spec.run_id)) == _rows(directory), spec.method
-        assert result["metrics"] == json.loads((directory / "result.json").read_text())["metrics"], spec.method
+        committed = json.loads((directory / "result.json").read_text())["metrics"]
+        assert result["metrics"] == committed, spec.method

@@ -1,4 +1,4 @@
-"""Regenerate the golden run records and the tables expected from them (run deliberately, then review the diff).
+"""Regenerate the golden run records and the tables expected from them (run deliberately, review the diff).
 
     .venv/bin/python tests/golden/make_golden.py
 
