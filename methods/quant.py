@@ -205,6 +205,21 @@ def batch_standardize(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.
     return _BatchStandardize.apply(x, eps)
 
 
+def batch_standardize_native(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``batch_standardize`` through ``torch.native_batch_norm`` (training mode, no affine, no running stats).
+
+    One fused forward and backward, about 4x faster on the CPU (19.2 -> 4.3 ms fwd+bwd on a 128x16x32x32
+    channels_last tensor, ``benchmarks/bench_kernels.py``, 2026-12-01), but *not* bit-identical: BatchNorm's
+    kernels sum in another order (standardised values differ by up to ~4e-5), so it is an opt-in fast path
+    (EmaQ's ``stat_kernel``). σ² is recovered from the kernel's 1/√(σ² + ε); it only feeds the EMA
+    statistics.
+    """
+    standardized, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, eps)
+    with torch.no_grad():
+        var = invstd.pow(-2).sub_(eps)
+    return standardized, mean.detach(), var
+
+
 def cdf_grid_reference(u: torch.Tensor, bits: int, alpha: float) -> torch.Tensor:
     """Form C3 as a composite of autograd ops (kept for the equality tests)."""
     return alpha * (2.0 * quantize_unit(u, bits) - 1.0)
