@@ -7,9 +7,9 @@ For a chosen architecture, W/A bits and batch size, each method is set up exactl
 the same process on the same pre-generated batches (held on the device). Reported per method: median
 training-step and evaluation-step time (evaluation in inference mode), the ratio of each to the FP step,
 images/s and the peak memory of a step. Besides the methods: torch.ao's eager fake-quant QAT of the same model
-as a peer reference (``benchmarks/peer_fakequant.py``), the input pipeline alone (``iterate_batches`` with
+as a peer reference (``benchmarks/speed/peer_fakequant.py``), the input pipeline alone (``iterate_batches`` with
 crop+flip augmentation, images/s), and the fixed per-run overhead of the harness (interpreter start-up, a
-quick ``benchmarks.train.run`` end to end against its training time).
+quick ``benchmarks.run.trainer.run`` end to end against its training time).
 
 Examples:
   python benchmarks/bench_speed.py                                   # ResNet-20, W4/A4, batch 128, CPU/GPU auto
@@ -36,13 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from benchmarks.cli_common import fail, parse_bits
-from benchmarks.speed_extras import bench_overhead, bench_pipeline
-from benchmarks.speed_measure import (cpu_peak_rss_mb, interleaved, memory_child, paired_ratio, profile_top_ops,
+from benchmarks.cli.args import fail, parse_bits
+from benchmarks.speed.extras import bench_overhead, bench_pipeline
+from benchmarks.speed.measure import (cpu_peak_rss_mb, interleaved, memory_child, paired_ratio, profile_top_ops,
                                       step_memory)
-from benchmarks.speed_setup import (PEER, REFERENCE, Options, Setup, batch_pool, build_setup, eval_step,
+from benchmarks.speed.setup import (PEER, REFERENCE, Options, Setup, batch_pool, build_setup, eval_step,
                                     parse_method_spec, train_step)
-from benchmarks.trainer_parts import pick_device
+from benchmarks.run.trainer_parts import pick_device
 from methods import (
     available_methods,
     )
@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overhead",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="time a quick benchmarks.train.run end to end against its training time",
+        help="time a quick benchmarks.run.trainer.run end to end against its training time",
     )
     p.add_argument(
         "--overhead-steps", type=int, default=10, help="steps per epoch of the quick run (2 epochs)"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cli_common import fail  # noqa: E402
+from benchmarks.cli.args import fail  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None, help="data directory (default $QBENCH_DATA_ROOT or ./data)")
     args = p.parse_args(argv)
     from benchmarks.data.registry import data_root, dataset_info, load_domain
-    from benchmarks.grids import load_grid
+    from benchmarks.matrix.grids import load_grid
 
     try:
         names: list[str] = []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cli_common import fail  # noqa: E402
+from benchmarks.cli.args import fail  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,9 +54,9 @@ def _csv(value: str | None, cast=str) -> tuple | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from benchmarks.grids import PROFILES, load_grid
-    from benchmarks.jobs import Filters, expand, states
-    from benchmarks.launchers import LAUNCHERS
+    from benchmarks.matrix.grids import PROFILES, load_grid
+    from benchmarks.matrix.expand import Filters, expand, states
+    from benchmarks.launch.launchers import LAUNCHERS
 
     try:
         if args.profile not in PROFILES:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.delete_incomplete:
         return _delete_incomplete(specs, current, output)
-    from benchmarks.launchers import LaunchOptions, launch, progress_line
+    from benchmarks.launch.launchers import LaunchOptions, launch, progress_line
 
     print(f"grid {grid.name} ({args.profile}): {len(specs)} runs -> {output}")
     print(progress_line(specs, output), flush=True)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
           f"blocked by an unfinished FP parent {len(report.blocked)}")
     print(progress_line(specs, output))
     if not args.no_sync:
-        from benchmarks.tracking import sync_runs
+        from benchmarks.tracking.mlflow_sync import sync_runs
 
         counts = sync_runs(output, args.tracking_uri, grid.name)
         print(f"MLflow sync: {counts}")
@@ -100,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tuned_lookup(args):
-    from benchmarks.tuned import load_tuned
+    from benchmarks.tuning.frozen import load_tuned
 
     return lambda method, task, arch, w, a: load_tuned(method, task, arch, w, a, root=args.tuned_dir)
 
 
 def _print_runs(specs, current, output: Path, show_all: bool) -> None:
-    from benchmarks.cost import ASSUMED_IMAGES_PER_S, gpu_hours
-    from benchmarks import records
+    from benchmarks.matrix.cost import ASSUMED_IMAGES_PER_S, gpu_hours
+    from benchmarks.run import rundir as records
 
     if show_all:
         print(f"{'run_id':16}  {'state':12}  {'method':8}  {'bits':6}  {'task':30}  {'arch':18}  seed")
@@ -124,11 +124,11 @@ def _print_runs(specs, current, output: Path, show_all: bool) -> None:
     hours = sum(gpu_hours(s) for s in remaining)
     print(f"estimated GPU-hours for the {len(remaining)} runs not done: {hours:.1f} (assumed FP fp32 "
           f"images/s per arch: {ASSUMED_IMAGES_PER_S}; QAT step x FP measured per method on an H100 at "
-          "ResNet-20 size, an upper bound for larger models; see benchmarks/cost.py)")
+          "ResNet-20 size, an upper bound for larger models; see benchmarks/matrix/cost.py)")
 
 
 def _delete_incomplete(specs, current, output: Path) -> int:
-    from benchmarks import records
+    from benchmarks.run import rundir as records
 
     deleted = 0
     for spec in specs:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cli_common import fail, parse_bits, parse_hparams  # noqa: E402
-from benchmarks.spec import Recipe, RunSpec, TaskSpec  # noqa: E402
+from benchmarks.cli.args import fail, parse_bits, parse_hparams  # noqa: E402
+from benchmarks.run.spec import Recipe, RunSpec, TaskSpec  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from benchmarks.train import run
+    from benchmarks.run.trainer import run
 
     try:
         w_bits, a_bits = (32, 32) if args.method == "fp" else parse_bits(args.bits)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = RunSpec(task=task, arch=args.arch, method=args.method, recipe=recipe, w_bits=w_bits,
                        a_bits=a_bits, seed=args.seed, hparams=parse_hparams(args.hparam), layer_policy=policy,
                        fp_recipe=None if args.method == "fp" else fp_recipe)
-        from benchmarks.validate import validate_spec
+        from benchmarks.run.validate import validate_spec
 
         validate_spec(spec)
     except ValueError as err:

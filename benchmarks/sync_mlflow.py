@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cli_common import fail  # noqa: E402
+from benchmarks.cli.args import fail  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     if not (output / "runs").is_dir():
         return fail(f"{output} has no runs/ directory (expected {output / 'runs'})")
-    from benchmarks.tracking import sync_runs
+    from benchmarks.tracking.mlflow_sync import sync_runs
 
     try:
         counts = sync_runs(output, args.tracking_uri, args.experiment)

@@ -32,12 +32,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cli_common import fail, parse_bits, parse_hparams  # noqa: E402
-from benchmarks.search_spaces import SAMPLERS, parse_range, search_space  # noqa: E402
-from benchmarks.spec import Recipe, TaskSpec  # noqa: E402
+from benchmarks.cli.args import fail, parse_bits, parse_hparams  # noqa: E402
+from benchmarks.tuning.search_spaces import SAMPLERS, parse_range, search_space  # noqa: E402
+from benchmarks.run.spec import Recipe, TaskSpec  # noqa: E402
 # the study and trial API, importable from here too (tests, notebooks): benchmarks.tune is the tuning entry point
-from benchmarks.tune_study import Log, TuneOptions, ensure_parent, load_study, prepare_study  # noqa: E402
-from benchmarks.tune_trials import fail_stale, remaining, run_trial  # noqa: E402
+from benchmarks.tuning.study import Log, TuneOptions, ensure_parent, load_study, prepare_study  # noqa: E402
+from benchmarks.tuning.trials import fail_stale, remaining, run_trial  # noqa: E402
 
 LAUNCHERS = ("local", "slurm", "debug")
 TUNE_PY = Path(__file__).resolve()
@@ -79,7 +79,7 @@ def continue_study(study, options: TuneOptions, launcher: str = "local", workers
         if _finished(study) == done_before:
             raise RuntimeError(f"a round of {todo} trial(s) finished none; see the logs in "
                                f"{options.study_dir}")
-    from benchmarks.tuned import study_summary
+    from benchmarks.tuning.frozen import study_summary
 
     return study_summary(study)
 
@@ -118,7 +118,7 @@ def _executor(options: TuneOptions, launcher: str, slurm_profile: str):
         import submitit
 
         return submitit.AutoExecutor(folder=folder, cluster="debug")
-    from benchmarks.launch_profiles import load_slurm_profile, make_executor
+    from benchmarks.launch.profiles import load_slurm_profile, make_executor
 
     return make_executor(load_slurm_profile(slurm_profile), folder, cluster="slurm",
                          name=f"tune-{options.name}")
@@ -142,7 +142,7 @@ def run_worker(output: Path, study_name: str, storage: str | None, trials: int) 
 
 def trial_job(output: str, study_name: str, storage: str | None) -> str | None:
     """One SLURM/debug job = one trial: load the study, ask, train, tell."""
-    from benchmarks.termination import stop_on_sigterm
+    from benchmarks.run.termination import stop_on_sigterm
 
     stop_on_sigterm()
     study, options = load_study(Path(output), study_name, storage)
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = options_from_args(args)
         if args.launcher == "slurm":
-            from benchmarks.launch_profiles import load_slurm_profile
+            from benchmarks.launch.profiles import load_slurm_profile
 
             load_slurm_profile(args.slurm_profile)  # a bad profile fails here, before anything runs
         study = prepare_study(options, [parse_hparams(item.split(",")) for item in args.enqueue])
@@ -252,11 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = continue_study(study, options, launcher=args.launcher, workers=args.workers,
                              slurm_profile=args.slurm_profile)
     if not args.no_mlflow:
-        from benchmarks.tracking import sync_optuna_study
+        from benchmarks.tracking.mlflow_sync import sync_optuna_study
 
         summary["mlflow"] = sync_optuna_study(study, args.tracking_uri)
     if args.freeze:
-        from benchmarks.tuned import freeze_best
+        from benchmarks.tuning.frozen import freeze_best
 
         try:
             summary["frozen"] = str(freeze_best(study, args.hparams_dir))

@@ -36,7 +36,7 @@ class SlurmClusterInfo:
     state_dir: Path  # configs, pid files, logs (state_dir / "log"), spool, mariadb datadir
     partition: str  # the default partition of the test cluster
     slurm_conf: Path  # also symlinked from /etc/slurm/slurm.conf
-    profile: str  # launch profile for this cluster: benchmarks.launch_profiles.load_slurm_profile(profile)
+    profile: str  # launch profile for this cluster: benchmarks.launch.profiles.load_slurm_profile(profile)
     started_here: bool  # True when this fixture ran `up` and will run `down`
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from analysis.collect import collect_mlflow, collect_runs
 from analysis.report import make_report
-from benchmarks import records
+from benchmarks.run import rundir as records
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "smoke-golden"
 EXPECTED = GOLDEN / "expected" / "tables"
@@ -53,7 +53,7 @@ def test_incomplete_and_failed_runs_are_in_coverage_and_in_no_mean(from_dirs):
 def test_mlflow_source_gives_the_same_tables(from_dirs, tmp_path):
     """Through the project's real sync into a sqlite store (the run dirs are copied: sync writes nothing
     into the committed records, but a test must not risk it)."""
-    from benchmarks.tracking import sync_runs
+    from benchmarks.tracking.mlflow_sync import sync_runs
 
     output = tmp_path / "out"
     shutil.copytree(GOLDEN, output, ignore=shutil.ignore_patterns("expected"))

@@ -12,7 +12,7 @@ import torch
 
 from benchmarks import bench_speed
 from benchmarks.models import build_model
-from benchmarks.peer_fakequant import fusion_groups, prepare_peer
+from benchmarks.speed.peer_fakequant import fusion_groups, prepare_peer
 
 
 def test_bench_speed_tiny_config_writes_csv(tmp_path, capsys):

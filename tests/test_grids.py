@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import records
-from benchmarks.grids import GridError, available_grids, load_grid
-from benchmarks.jobs import Filters, expand
+from benchmarks.run import rundir as records
+from benchmarks.matrix.grids import GridError, available_grids, load_grid
+from benchmarks.matrix.expand import Filters, expand
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_longtail_counts_and_filters():
 
 
 def test_gpu_hour_estimate_follows_the_measured_cost_of_each_method():
-    from benchmarks.cost import MEASURED_STEP_RATIO, gpu_hours
+    from benchmarks.matrix.cost import MEASURED_STEP_RATIO, gpu_hours
 
     specs = expand(load_grid("longtail"), "full", Filters(datasets=("cifar10-lt-r100",), archs=("resnet20",),
                                                         bits=("4/4",), seeds=(0,)))

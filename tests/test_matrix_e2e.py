@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from benchmarks import records
-from benchmarks.grids import load_grid
-from benchmarks.jobs import expand
-from benchmarks.records import RunState
+from benchmarks.run import rundir as records
+from benchmarks.matrix.grids import load_grid
+from benchmarks.matrix.expand import expand
+from benchmarks.run.rundir import RunState
 from tests.matrix_support import REPO, finished_metrics, longer_grid, run_matrix, wait_for
 
 pytestmark = pytest.mark.slow
@@ -52,8 +52,8 @@ def test_sigkilled_run_is_incomplete_then_resumes_to_the_same_result(tmp_path):
     # Train the FP parent, then start the QAT run in its own process and SIGKILL it after its first epoch.
     assert run_matrix("--grid", str(grid), "--methods", "fp", "--launcher", "debug", "--output", str(output),
                       "--no-sync").returncode == 0
-    code = ("import sys; from pathlib import Path; from benchmarks.spec import RunSpec; "
-            "from benchmarks.train import run; import json; "
+    code = ("import sys; from pathlib import Path; from benchmarks.run.spec import RunSpec; "
+            "from benchmarks.run.trainer import run; import json; "
             f"run(RunSpec.from_dict(json.loads({json.dumps(json.dumps(qat.to_dict()))})), Path({str(output)!r}))")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

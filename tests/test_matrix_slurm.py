@@ -5,9 +5,9 @@ import subprocess
 
 import pytest
 
-from benchmarks import records
-from benchmarks.grids import load_grid
-from benchmarks.jobs import expand
+from benchmarks.run import rundir as records
+from benchmarks.matrix.grids import load_grid
+from benchmarks.matrix.expand import expand
 from tests.matrix_support import finished_metrics, longer_grid, run_matrix, wait_for
 
 pytestmark = pytest.mark.slurm

@@ -6,8 +6,8 @@ import json
 import mlflow
 import pytest
 
-from benchmarks import records
-from benchmarks.tuned import FORMAT, tuned_path
+from benchmarks.run import rundir as records
+from benchmarks.tuning.frozen import FORMAT, tuned_path
 from tests.matrix_support import run_matrix
 
 pytestmark = pytest.mark.slow

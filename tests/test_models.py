@@ -180,7 +180,7 @@ def test_torchvision_resnet_cifar_stem():
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_torchvision_resnet_equals_torchvision(name):
-    from benchmarks.tv import models as tv_models
+    from benchmarks.data.tv import models as tv_models
 
     reference = getattr(tv_models, name)(weights=None).eval()
     ours = build_model(name, 1000).eval()
@@ -227,7 +227,7 @@ def test_pretrained_path_round_trip(tmp_path):
 def test_imagenet_weights_from_hub_cache(tmp_path, monkeypatch):
     # offline stand-in for the download: the file torchvision expects, placed in the hub cache
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # hub cache: $TORCH_HOME/hub/checkpoints
-    from benchmarks.tv import models as tv_models
+    from benchmarks.data.tv import models as tv_models
 
     reference = tv_models.resnet18(weights=None)
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)

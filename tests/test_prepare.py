@@ -73,7 +73,7 @@ def test_unknown_method_and_hparam():
 
 @pytest.mark.parametrize("arch", ["resnet20", "mobilenetv2_cifar"])
 def test_step_reaches_all_parameters_on_real_archs(arch):
-    from benchmarks.trainer_parts import TaskModel
+    from benchmarks.run.trainer_parts import TaskModel
     from methods import BatchContext
 
     net = _model(arch)

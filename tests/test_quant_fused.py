@@ -210,8 +210,8 @@ def test_training_steps_bit_identical_to_reference_composites(method, arch, monk
     import methods.lsq
     import methods.quant
     from benchmarks.models import build_model
-    from benchmarks.spec import Recipe
-    from benchmarks.trainer_parts import TaskModel, make_optimizer
+    from benchmarks.run.spec import Recipe
+    from benchmarks.run.trainer_parts import TaskModel, make_optimizer
     from methods import BatchContext, DomainBatch, calibrate, get_method, prepare
 
     def train() -> list[torch.Tensor]:

@@ -1,7 +1,7 @@
 """Speed work (fused kernels, fewer host syncs) and refactors must not change results (issue #8).
 
 * On any machine: a run trained with the fused kernels and the same run trained with the reference composites
-swapped back in (``benchmarks.speed_setup.reference_kernels``) give the same metrics and final weights, bit
+swapped back in (``benchmarks.speed.setup.reference_kernels``) give the same metrics and final weights, bit
 for bit (AlignQ, ClimbQ and EmaQ-LT cover the CDF kernels and the per-sample σ path EmaQ-LT shares with
 ClimbQ). * On the machine kind the golden records were made on: retraining the golden seed-0 runs reproduces
 their committed metrics exactly. Float sums differ between CPU kernel families (oneDNN/MKL pick kernels by
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import records
-from benchmarks.environment import cpu_kernel_fingerprint
-from benchmarks.spec import RunSpec
-from benchmarks.speed_setup import reference_kernels
-from benchmarks.train import run
+from benchmarks.run import rundir as records
+from benchmarks.run.environment import cpu_kernel_fingerprint
+from benchmarks.run.spec import RunSpec
+from benchmarks.speed.setup import reference_kernels
+from benchmarks.run.trainer import run
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "smoke-golden"
 MACHINE = json.loads((GOLDEN / "machine.json").read_text())

@@ -14,7 +14,7 @@ import pytest
 import submitit
 from submitit.core.utils import FailedJobError
 
-from benchmarks.launch_profiles import load_slurm_profile, make_executor, validate_profile
+from benchmarks.launch.profiles import load_slurm_profile, make_executor, validate_profile
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 

@@ -1,4 +1,4 @@
-"""MLflow as a view of the run records: benchmarks/tracking.py and benchmarks/sync_mlflow.py.
+"""MLflow as a view of the run records: benchmarks/tracking/mlflow_sync.py and benchmarks/sync_mlflow.py.
 
 Run directories are made by the real trainer on a tiny offline MNIST task (one epoch of three steps); a
 failure is a real one too (an ``on_epoch`` hook that raises), later resumed to DONE.
@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks import records
-from benchmarks.spec import Recipe, RunSpec, TaskSpec
-from benchmarks.tracking import flatten, sync_runs, sync_study
-from benchmarks.train import run
+from benchmarks.run import rundir as records
+from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
+from benchmarks.tracking.mlflow_sync import flatten, sync_runs, sync_study
+from benchmarks.run.trainer import run
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = TaskSpec("mnist", val_fraction=0.01)  # a small validation split keeps each epoch's evaluation short

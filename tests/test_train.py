@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from benchmarks import records
-from benchmarks.records import RunState
-from benchmarks.spec import Recipe, RunSpec, TaskSpec
-from benchmarks.train import run
+from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunState
+from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
+from benchmarks.run.trainer import run
 
 FP = Recipe(epochs=2, batch_size=64, lr=0.05, schedule="cosine", steps_per_epoch=6)
 QAT = Recipe(epochs=3, batch_size=64, lr=0.01, schedule="multistep", milestones=(2,), steps_per_epoch=5)
@@ -77,7 +77,7 @@ def test_sigterm_stops_at_a_step_boundary_and_the_run_resumes(fp_output, tmp_pat
     import shutil
     import signal
 
-    from benchmarks.termination import Terminated, stop_on_sigterm
+    from benchmarks.run.termination import Terminated, stop_on_sigterm
 
     spec = _spec(seed=0)
     whole = run(spec, fp_output, log=_quiet)

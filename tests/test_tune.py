@@ -17,13 +17,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import benchmarks.train as train_module
-from benchmarks import records
-from benchmarks.search_spaces import make_sampler, search_space, suggest
-from benchmarks.spec import Recipe, RunSpec, TaskSpec
+import benchmarks.run.trainer as train_module
+from benchmarks.run import rundir as records
+from benchmarks.tuning.search_spaces import make_sampler, search_space, suggest
+from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 from benchmarks.tune import (TuneOptions, continue_study, ensure_parent, fail_stale, load_study,
                              prepare_study, remaining, run_trial)
-from benchmarks.tuned import apply_tuned, freeze_best, load_tuned, tuned_path
+from benchmarks.tuning.frozen import apply_tuned, freeze_best, load_tuned, tuned_path
 
 try:
     from tests.slurm_fixture import slurm_cluster  # noqa: F401
@@ -294,7 +294,7 @@ def test_small_study_through_local_slurm(tmp_path, slurm_cluster):  # noqa: F811
 def test_cancelled_slurm_job_trial_is_retried(tmp_path, slurm_cluster):  # noqa: F811
     """A trial's SLURM job cancelled mid-trial (as a preemption would): failed, retried, resumed, finished."""
     import benchmarks.tune as tune
-    from benchmarks.launch_profiles import load_slurm_profile, make_executor
+    from benchmarks.launch.profiles import load_slurm_profile, make_executor
 
     options = _options(tmp_path, n_trials=1, recipe=Recipe(epochs=10, batch_size=32, steps_per_epoch=6))
     study = prepare_study(options)

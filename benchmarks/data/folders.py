@@ -15,7 +15,7 @@ import torch
 
 from benchmarks.data.base import ImageTensors
 from benchmarks.data.batches import normalise, random_flip
-from benchmarks.tv import datasets, transforms
+from benchmarks.data.tv import datasets, transforms
 
 
 def _to_rgb(image):  # module-level (not a lambda) so DataLoader workers can pickle it under spawn/forkserver

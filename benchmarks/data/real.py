@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from benchmarks.data.base import DomainSplits, ImageTensors
-from benchmarks.tv import datasets
+from benchmarks.data.tv import datasets
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")

@@ -131,7 +131,7 @@ class TorchvisionResNet(Backbone):
 
 def imagenet_state_dict(weights_enum: str) -> Mapping[str, torch.Tensor]:
     """IMAGENET1K_V1 weights via the torchvision weights API (hub cache first, download otherwise)."""
-    from benchmarks.tv import models as tv_models
+    from benchmarks.data.tv import models as tv_models
 
     weights = getattr(tv_models, weights_enum).IMAGENET1K_V1
     try:
@@ -150,7 +150,7 @@ def _register(name: str, block: type[nn.Module], layers: list[int], weights_enum
         num_classes: int, in_channels: int, input_size: tuple[int, int], *, cifar_stem: bool = False
     ) -> TorchvisionResNet:
         # torchvision is imported here, not at module level: importing it costs ~1.5 s per worker
-        from benchmarks.tv import models as tv_models
+        from benchmarks.data.tv import models as tv_models
 
         net = tv_models.resnet.ResNet(block, layers, num_classes=num_classes)
         return TorchvisionResNet(net, in_channels, cifar_stem)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmarks.data.registry import dataset_info
 from benchmarks.models import available_archs
-from benchmarks.spec import RunSpec
+from benchmarks.run.spec import RunSpec
 from methods import LayerPolicy, get_method
 from methods.quant import check_bits
 

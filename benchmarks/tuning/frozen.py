@@ -30,12 +30,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.records import atomic_write_json
-from benchmarks.search_spaces import split_params
-from benchmarks.spec import RunSpec, TaskSpec
+from benchmarks.run.rundir import atomic_write_json
+from benchmarks.tuning.search_spaces import split_params
+from benchmarks.run.spec import RunSpec, TaskSpec
 
 FORMAT = 1
-DEFAULT_ROOT = Path(__file__).resolve().parent / "hparams" / "tuned"
+DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "hparams" / "tuned"
 
 
 def task_slug(task_label: str) -> str:
@@ -55,7 +55,7 @@ def freeze_best(study, root: Path | str | None = None) -> Path:
     The study's user attrs (``config``, ``storage``, ``output``) say which cell it tuned. Raises ValueError
     when the study has no completed trial.
     """
-    from benchmarks.environment import code_version
+    from benchmarks.run.environment import code_version
 
     config = study.user_attrs["config"]
     summary = study_summary(study)

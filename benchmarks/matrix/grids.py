@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from benchmarks.spec import Recipe, TaskSpec
+from benchmarks.run.spec import Recipe, TaskSpec
 
-GRID_DIR = Path(__file__).resolve().parent / "grids"
+GRID_DIR = Path(__file__).resolve().parents[1] / "grids"
 PROFILES = ("full", "quick")
 GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
              "arch_options"}

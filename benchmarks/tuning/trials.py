@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from benchmarks import records
-from benchmarks.search_spaces import suggest
-from benchmarks.tune_study import Log, TuneOptions
+from benchmarks.run import rundir as records
+from benchmarks.tuning.search_spaces import suggest
+from benchmarks.tuning.study import Log, TuneOptions
 
 
 def remaining(study, n_trials: int) -> int:
@@ -96,8 +96,8 @@ def run_trial(study, options: TuneOptions, ended_jobs: Iterable[str] = (), log: 
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    from benchmarks.termination import Terminated
-    from benchmarks.train import run
+    from benchmarks.run.termination import Terminated
+    from benchmarks.run.trainer import run
 
     fail_stale(study, options, ended_jobs, log)
     if remaining(study, options.n_trials) == 0:

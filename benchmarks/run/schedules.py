@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from benchmarks.spec import Recipe
+from benchmarks.run.spec import Recipe
 
 
 def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:

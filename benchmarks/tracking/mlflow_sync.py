@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from benchmarks import records
-from benchmarks.records import RunState
-from benchmarks.spec import Recipe, RunSpec, TaskSpec
+from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunState
+from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 
 DEFAULT_EXPERIMENT = "qbench"
 SYNC_TAG = "qbench.synced"  # what was last synced (state marker + extra-tag digest): equal means unchanged
@@ -277,7 +277,7 @@ def sync_study(study_dir: Path, study_tags: dict[str, str], trial_tags: dict[str
 def sync_optuna_study(study, tracking_uri: str | None = None) -> dict[str, int]:
     """Sync a study made by ``benchmarks.tune``: tags of the parent run from the study (its name, storage,
     cell, sampler, best value, trial counts) and of each trial's run (number, Optuna state, value)."""
-    from benchmarks.tuned import study_summary
+    from benchmarks.tuning.frozen import study_summary
 
     summary = study_summary(study)
     config = study.user_attrs["config"]

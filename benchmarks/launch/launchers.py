@@ -11,11 +11,11 @@ from typing import Any, Callable
 
 import submitit
 
-from benchmarks import records
-from benchmarks.jobs import RunJob, states
-from benchmarks.launch_profiles import array_chunks, load_slurm_profile, make_executor
-from benchmarks.records import RunState
-from benchmarks.spec import RunSpec
+from benchmarks.run import rundir as records
+from benchmarks.matrix.expand import RunJob, states
+from benchmarks.launch.profiles import array_chunks, load_slurm_profile, make_executor
+from benchmarks.run.rundir import RunState
+from benchmarks.run.spec import RunSpec
 
 LAUNCHERS = ("debug", "local", "slurm")
 Log = Callable[[str], None]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from benchmarks.data.longtail import long_tail_counts
 from benchmarks.data.registry import get_spec, parse_name
-from benchmarks.spec import RunSpec
+from benchmarks.run.spec import RunSpec
 
 # Training-split sizes of the datasets as distributed (before our validation split).
 NOMINAL_TRAIN_IMAGES = {

@@ -15,19 +15,19 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from benchmarks import records
+from benchmarks.run import rundir as records
 from benchmarks.data.base import TaskData
 from benchmarks.data.batches import iterate_batches, num_batches
 from benchmarks.data.splits import stratified_split
 from benchmarks.data.tasks import build_task
-from benchmarks.environment import environment
-from benchmarks.evaluate import (HEAD_MIN, TAIL_MAX, accuracy, calibration, collect_logits, head_medium_tail,
+from benchmarks.run.environment import environment
+from benchmarks.run.evaluation import (HEAD_MIN, TAIL_MAX, accuracy, calibration, collect_logits, head_medium_tail,
                                  per_class_accuracy)
 from benchmarks.models import build_model
-from benchmarks.schedules import grl_coefficient, lr_factor
-from benchmarks.spec import SCHEMA_VERSION, RunSpec
-from benchmarks.termination import raise_if_terminated
-from benchmarks.trainer_parts import TaskModel, make_loss_fn, make_optimizer, pick_device
+from benchmarks.run.schedules import grl_coefficient, lr_factor
+from benchmarks.run.spec import SCHEMA_VERSION, RunSpec
+from benchmarks.run.termination import raise_if_terminated
+from benchmarks.run.trainer_parts import TaskModel, make_loss_fn, make_optimizer, pick_device
 from methods import BatchContext, DomainBatch, LayerPolicy, calibrate, get_method, layer_report, prepare
 
 EVAL_BATCH = 1000

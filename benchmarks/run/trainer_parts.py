@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.spec import Recipe
+from benchmarks.run.spec import Recipe
 from methods import BatchContext, DomainBatch, QuantMethod, Quantizer
 
 

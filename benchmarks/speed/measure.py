@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.speed_setup import REPO, Options, Setup, batch_pool, build_setup, train_step
+from benchmarks.speed.setup import REPO, Options, Setup, batch_pool, build_setup, train_step
 
 
 def sync_device(device: torch.device) -> None:

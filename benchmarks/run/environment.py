@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @lru_cache(maxsize=1)
@@ -56,7 +56,7 @@ def device_name(device: torch.device) -> str:
 
 def environment(device: torch.device) -> dict[str, Any]:
     sha, dirty = code_version()
-    from benchmarks.tv import torchvision
+    from benchmarks.data.tv import torchvision
 
     return {
         "code_version": sha,

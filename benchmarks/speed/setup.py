@@ -11,12 +11,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchmarks.cli_common import parse_hparams
+from benchmarks.cli.args import parse_hparams
 from benchmarks.data.base import ImageTensors
 from benchmarks.data.batches import iterate_batches
 from benchmarks.models import build_model
-from benchmarks.spec import Recipe
-from benchmarks.trainer_parts import TaskModel, amp_context, make_loss_fn, make_optimizer
+from benchmarks.run.spec import Recipe
+from benchmarks.run.trainer_parts import TaskModel, amp_context, make_loss_fn, make_optimizer
 from methods import (
     BatchContext,
     DomainBatch,
@@ -26,7 +26,7 @@ from methods import (
     prepare,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PEER = "torch.ao-fakequant"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 REFERENCE = "@reference"
@@ -148,7 +148,7 @@ def build_setup(spec: str, opts: Options, device: torch.device, calib_x: torch.T
     )
     context.class_counts = torch.full((opts.num_classes,), 5000.0, device=device)
     if spec.removesuffix(REFERENCE) == PEER:
-        from benchmarks.peer_fakequant import prepare_peer
+        from benchmarks.speed.peer_fakequant import prepare_peer
 
         prepare_peer(net, bits=opts.w_bits)
         model = TaskModel(net).to(device)

@@ -14,13 +14,13 @@ from typing import Any, Callable, Iterable
 
 import submitit
 
-from benchmarks import records
-from benchmarks.cli_common import parse_bits
-from benchmarks.grids import Grid, GridError
-from benchmarks.records import RunState
-from benchmarks.spec import RunSpec
-from benchmarks.tuned import apply_tuned
-from benchmarks.validate import validate_spec
+from benchmarks.run import rundir as records
+from benchmarks.cli.args import parse_bits
+from benchmarks.matrix.grids import Grid, GridError
+from benchmarks.run.rundir import RunState
+from benchmarks.run.spec import RunSpec
+from benchmarks.tuning.frozen import apply_tuned
+from benchmarks.run.validate import validate_spec
 
 TunedLookup = Callable[[str, str, str, int, int], "dict[str, Any] | None"]
 
@@ -113,8 +113,8 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __call__(self, spec_dict: dict[str, Any], output: str, grid: str | None, data_root: str | None,
                  device: str, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
-        from benchmarks.termination import stop_on_sigterm
-        from benchmarks.train import run  # imported in the worker: keeps the pickled callable light
+        from benchmarks.run.termination import stop_on_sigterm
+        from benchmarks.run.trainer import run  # imported in the worker: keeps the pickled callable light
 
         stop_on_sigterm()
 

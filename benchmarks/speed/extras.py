@@ -14,9 +14,9 @@ from typing import Any
 import torch
 
 from benchmarks.data.base import ImageTensors
-from benchmarks.spec import Recipe
-from benchmarks.speed_measure import sync_device
-from benchmarks.speed_setup import CIFAR_MEAN, CIFAR_STD, REPO, Options, augmented_batches, synthetic_split
+from benchmarks.run.spec import Recipe
+from benchmarks.speed.measure import sync_device
+from benchmarks.speed.setup import CIFAR_MEAN, CIFAR_STD, REPO, Options, augmented_batches, synthetic_split
 
 SYNTH_DATASET = "speed-synth"
 
@@ -91,7 +91,7 @@ def _register_synthetic() -> None:
                     None,
                     "random uint8 CIFAR-size images (speed benchmark only)",
                 ),
-                "benchmarks.speed_extras:_load_synthetic",
+                "benchmarks.speed.extras:_load_synthetic",
                 augment="crop_flip",
             )
         )
@@ -100,13 +100,13 @@ def _register_synthetic() -> None:
 def bench_overhead(opts: Options, device: torch.device, steps: int, epochs: int = 2) -> list[dict[str, Any]]:
     """Fixed per-run cost of the harness: interpreter + imports, and a quick ``train.run`` against its
     training time (``result.json`` timings: wall_s from the run's start, train_s, eval_s)."""
-    from benchmarks.spec import RunSpec, TaskSpec
-    from benchmarks.train import run
+    from benchmarks.run.spec import RunSpec, TaskSpec
+    from benchmarks.run.trainer import run
 
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "import benchmarks.train, methods.builtin"],
+        [sys.executable, "-c", "import benchmarks.run.trainer, methods.builtin"],
         cwd=REPO,
         check=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -118,7 +118,7 @@ def bench_overhead(opts: Options, device: torch.device, steps: int, epochs: int 
             "method": "interpreter + imports",
             "value": startup,
             "unit": "s",
-            "note": "python -c 'import benchmarks.train, methods.builtin'",
+            "note": "python -c 'import benchmarks.run.trainer, methods.builtin'",
         }
     )
     _register_synthetic()

@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence, TypeVar
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILE_DIR = REPO_ROOT / "slurm" / "profiles"
 
 DEFAULTS: dict[str, Any] = {

@@ -12,7 +12,7 @@ from typing import Any
 
 from methods.registry import method_class
 
-# SGD with momentum (benchmarks.trainer_parts.make_optimizer); ranges wide enough for FP training and for
+# SGD with momentum (benchmarks.run.trainer_parts.make_optimizer); ranges wide enough for FP training and for
 # QAT fine-tuning from an FP parent, log-uniform because both knobs act multiplicatively.
 SHARED_SPACE: dict[str, tuple] = {
     "lr": ("float", 1e-4, 0.3, True),

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from benchmarks import records
-from benchmarks.search_spaces import make_sampler, split_params
-from benchmarks.spec import Recipe, RunSpec, TaskSpec
+from benchmarks.run import rundir as records
+from benchmarks.tuning.search_spaces import make_sampler, split_params
+from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 
 Log = Callable[[str], None]
 
@@ -44,7 +44,7 @@ class TuneOptions:
 
     @property
     def name(self) -> str:
-        from benchmarks.tuned import task_slug
+        from benchmarks.tuning.frozen import task_slug
 
         cell = f"{self.method}__{task_slug(self.task.label)}__{self.arch}__w{self.w_bits}a{self.a_bits}"
         return self.study_name or cell
@@ -81,7 +81,7 @@ class TuneOptions:
                        a_bits=self.a_bits, seed=self.seed, hparams=hparams, fp_recipe=self.fp_recipe)
 
     def validate(self) -> None:
-        from benchmarks.validate import validate_spec
+        from benchmarks.run.validate import validate_spec
 
         validate_spec(self.spec({}))
         make_sampler(self.sampler, self.sampler_seed)
@@ -154,7 +154,7 @@ def _attach(study, options: TuneOptions):
 
 def ensure_parent(options: TuneOptions, log: Log = print) -> None:
     """Train the FP parent of QAT trials once, in the study directory, without evaluating the test split."""
-    from benchmarks.train import run
+    from benchmarks.run.trainer import run
 
     parent = options.spec({}).parent()
     if parent is not None:
