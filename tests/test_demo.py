@@ -8,7 +8,7 @@ import time
 import mlflow
 import pytest
 
-from tests.matrix_support import REPO, finished_metrics
+from tests.matrix.support import REPO, finished_metrics
 
 pytestmark = pytest.mark.slow
 METHODS = ("fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt")

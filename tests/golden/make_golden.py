@@ -83,7 +83,7 @@ def main() -> int:
         train_records(Path(tmp))
         copy_records(Path(tmp), TARGET)
     write_expected(TARGET)
-    # what bit-exact retraining needs to match (tests/test_results_unchanged.py)
+    # what bit-exact retraining needs to match (tests/run/test_results_unchanged.py)
     (TARGET / "machine.json").write_text(json.dumps({
         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_kernels": cpu_kernel_fingerprint(), "torch_threads": 1}, indent=1) + "\n")

@@ -30,7 +30,7 @@ try:
 except ImportError:  # the fixture module is another helper's; without it the slurm test is skipped
     slurm_cluster = None
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIRST = [{"lr": 0.02, "weight_decay": 1e-4}, {"lr": 50.0, "weight_decay": 1e-4}]  # sane, then divergent
 
 

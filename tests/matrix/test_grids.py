@@ -11,7 +11,7 @@ from benchmarks.run import rundir as records
 from benchmarks.matrix.grids import GridError, available_grids, load_grid
 from benchmarks.matrix.expand import Filters, expand
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["smoke", "demo", "standard", "multidomain", "longtail"])

@@ -11,7 +11,7 @@ from analysis.collect import collect_runs, write_runs_csv
 from analysis.coverage import coverage_table
 from analysis.render import to_csv, to_latex, to_markdown
 from analysis.tables import all_tables, longtail_table, shift_tables, standard_table, sweep_tables
-from tests.analysis_fixtures import LT_TASK, POISON, RUNS, make_sweep, run_id_of, write_run
+from tests.analysis.fixtures import LT_TASK, POISON, RUNS, make_sweep, run_id_of, write_run
 
 LT_GROUP = "syndigits-synth-lt-r100→mnistm-synth · dann_digits"
 
@@ -179,7 +179,7 @@ def test_analysis_never_imports_training_code():
     import ast
     from pathlib import Path
 
-    for path in sorted((Path(__file__).resolve().parents[1] / "analysis").glob("*.py")):
+    for path in sorted((Path(__file__).resolve().parents[2] / "analysis").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []

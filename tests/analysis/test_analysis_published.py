@@ -8,9 +8,9 @@ import pytest
 
 from analysis.collect import collect_runs, make_row
 from analysis.published import canonical_dataset, load_published, ours_vs_published
-from tests.analysis_fixtures import ARCH, make_result, make_spec, make_sweep, run_id_of
+from tests.analysis.fixtures import ARCH, make_result, make_spec, make_sweep, run_id_of
 
-PAPER = Path(__file__).parents[1].parent / "shared/papers/alignq-paper.txt"
+PAPER = Path(__file__).resolve().parents[3] / "shared/papers/alignq-paper.txt"
 # How a CSV method is spelled in the paper's row
 STEM = {"AlignQ": "AlignQ (Ours)", "Choi et al.": "Choi", "Ours (CDF + ADMM)": "CDF + ADMM",
         "Ours (CDF only)": "CDF only", "Ours (Best of all)": "Best of all", "Ours (ADMM only)": "ADMM only"}

@@ -13,7 +13,7 @@ from benchmarks.run import rundir as records
 from benchmarks.matrix.grids import load_grid
 from benchmarks.matrix.expand import expand
 from benchmarks.run.rundir import RunState
-from tests.matrix_support import REPO, finished_metrics, longer_grid, run_matrix, wait_for
+from tests.matrix.support import REPO, finished_metrics, longer_grid, run_matrix, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from methods.cdf import ClassSigma
 from methods.climbq import homovar_class_weights
 from methods.emaq import BN_EPS, DomainCdfActQuantizer, aggregation_weights
 from methods.quant import cdf_grid, normal_cdf
-from tests.test_method_cdf import (
+from tests.methods.test_method_cdf import (
     NUM_CLASSES,
     build,
     make_batch,

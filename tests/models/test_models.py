@@ -137,7 +137,7 @@ def test_parameter_count(arch):
 
 
 def test_docs_table_matches_code():
-    doc = Path(__file__).resolve().parents[1] / "docs" / "architectures.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "architectures.md"
     rows = re.findall(r"^\| `(\w+)` \| ([\d,]+) \|", doc.read_text(), flags=re.MULTILINE)
     assert {name: int(params.replace(",", "")) for name, params in rows} == PARAMS_10
 

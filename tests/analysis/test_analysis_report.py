@@ -11,9 +11,9 @@ import pytest
 from analysis import figures
 from analysis.collect import collect_runs, read_curves
 from analysis.report import main
-from tests.analysis_fixtures import make_sweep
+from tests.analysis.fixtures import make_sweep
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from benchmarks.run import rundir as records
 from benchmarks.matrix.grids import load_grid
 from benchmarks.matrix.expand import expand
-from tests.matrix_support import finished_metrics, longer_grid, run_matrix, wait_for
+from tests.matrix.support import finished_metrics, longer_grid, run_matrix, wait_for
 
 pytestmark = pytest.mark.slurm
 

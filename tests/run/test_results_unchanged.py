@@ -22,7 +22,7 @@ from benchmarks.run.spec import RunSpec
 from benchmarks.speed.setup import reference_kernels
 from benchmarks.run.trainer import run
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "smoke-golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "smoke-golden"
 MACHINE = json.loads((GOLDEN / "machine.json").read_text())
 SAME_KERNELS = (torch.__version__, cpu_kernel_fingerprint()) == (MACHINE["torch"], MACHINE.get("cpu_kernels"))
 

@@ -8,7 +8,7 @@ from analysis.collect import collect_mlflow, collect_runs, read_curves, read_mlf
 from analysis.coverage import coverage_table
 from analysis.render import to_csv, to_latex, to_markdown
 from analysis.tables import all_tables
-from tests.analysis_fixtures import log_to_mlflow, make_sweep
+from tests.analysis.fixtures import log_to_mlflow, make_sweep
 
 pytest.importorskip("mlflow")
 

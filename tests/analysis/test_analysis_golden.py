@@ -11,7 +11,7 @@ from analysis.collect import collect_mlflow, collect_runs
 from analysis.report import make_report
 from benchmarks.run import rundir as records
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "smoke-golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "smoke-golden"
 EXPECTED = GOLDEN / "expected" / "tables"
 NAMES = sorted(p.name for p in EXPECTED.iterdir())
 

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 METRIC_KEYS = ("top1_last", "top1_best", "nll", "ece", "per_class_acc")
 
 

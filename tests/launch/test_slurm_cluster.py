@@ -1,5 +1,5 @@
 """Jobs through the real one-node SLURM cluster (slurm/cluster.sh): plain sbatch arrays, submitit jobs and
-arrays, a failing job, and sacct accounting. Run with ``python -m pytest -m slurm tests/test_slurm_cluster.py``.
+arrays, a failing job, and sacct accounting. Run with ``python -m pytest -m slurm tests/launch/test_slurm_cluster.py``.
 Needs the ``slurm_cluster`` fixture from tests/slurm_fixture.py (registered in tests/conftest.py)."""
 from __future__ import annotations
 

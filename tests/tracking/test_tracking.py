@@ -24,7 +24,7 @@ from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 from benchmarks.tracking.mlflow_sync import flatten, sync_runs, sync_study
 from benchmarks.run.trainer import run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TASK = TaskSpec("mnist", val_fraction=0.01)  # a small validation split keeps each epoch's evaluation short
 RECIPE = Recipe(epochs=1, batch_size=64, steps_per_epoch=3)
 

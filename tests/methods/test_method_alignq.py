@@ -8,7 +8,7 @@ import torch
 from methods import DomainBatch, get_method, prepare
 from methods.alignq import AdmmCorrelation, admm_layer_loss, admm_update, attach_admm, batch_correlation
 from methods.cdf import CdfActQuantizer
-from tests.test_method_cdf import (
+from tests.methods.test_method_cdf import (
     TinyNet,
     build,
     make_batch,

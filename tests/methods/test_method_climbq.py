@@ -12,7 +12,7 @@ from methods import BatchContext, get_method
 from methods.cdf import CdfActQuantizer, ClassSigma
 from methods.climbq import homovar_class_weights, homovar_loss
 from methods.quant import cdf_grid, normal_cdf
-from tests.test_method_cdf import (
+from tests.methods.test_method_cdf import (
     build,
     make_batch,
     make_context,

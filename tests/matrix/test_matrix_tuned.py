@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.run import rundir as records
 from benchmarks.tuning.frozen import FORMAT, tuned_path
-from tests.matrix_support import run_matrix
+from tests.matrix.support import run_matrix
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,1 @@
+"""Tests of analysis/: collection, tables, figures, published numbers, golden files."""

@@ -1,0 +1,1 @@
+"""Tests of benchmarks/matrix/: grids, expansion, and whole grids through the launchers."""

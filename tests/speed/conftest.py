@@ -1,0 +1,1 @@
+"""Tests of benchmarks/speed/ and the speed entry scripts: they run (no timing is asserted)."""

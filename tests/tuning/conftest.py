@@ -1,0 +1,1 @@
+"""Tests of benchmarks/tuning/: Optuna studies, trials, frozen hyper-parameters."""
