@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.schema import DONE, SELECTION_RULES, method_sort_key, protocol_sort_key
+from analysis.schema import DONE, SELECTION_RULES, protocol_sort_key
+from benchmarks.run.labels import bits_sort_key, method_sort_key
 
 STD_NOTE = "± is the sample standard deviation over seeds (n runs); (n) is the number of finished runs."
 
@@ -153,12 +154,6 @@ def _mark_best(table: Table) -> None:
 
 
 # ------------------------------------------------------------------------------------------- rows
-
-def bits_sort_key(label: str) -> tuple[int, int]:
-    """``W2/A4`` -> (2, 4), so W/A labels sort numerically."""
-    w, a = label[1:].split("/A")
-    return int(w), int(a)
-
 
 def block_sort_key(block: str) -> tuple[int, int, int]:
     """The FP block first, then W/A blocks by bit width."""

@@ -27,6 +27,8 @@ from analysis.schema import (
     spec_columns,
     to_csv_value,
 )
+from benchmarks.run.result import ResultRecord, ResultSchemaError
+from benchmarks.run.rundir import RunDir, runs_root
 
 log = logging.getLogger(__name__)
 CURVE_COLUMNS = ("run_id", "epoch", "train_loss", "train_acc", "val_acc", "test_acc")
@@ -56,45 +58,55 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def find_run_dirs(path: str | Path) -> list[Path]:
+def _read_result(data: dict[str, Any] | None, source: str) -> ResultRecord | None:
+    if data is None:
+        return None
+    try:
+        return ResultRecord.from_dict(data, source=source)
+    except ResultSchemaError as err:
+        log.warning("%s", err)
+        return None
+
+
+def find_run_dirs(path: str | Path) -> list[RunDir]:
     """Run dirs under ``path``: ``path/runs/*``, else ``path/*``, else ``path`` itself if it is one."""
     root = Path(path)
-    if (root / "spec.json").is_file():
-        return [root]
-    base = root / "runs" if (root / "runs").is_dir() else root
-    return sorted(p for p in base.iterdir() if p.is_dir() and (p / "spec.json").is_file())
+    if RunDir(root).spec_path.is_file():
+        return [RunDir(root)]
+    base = runs_root(root) if runs_root(root).is_dir() else root
+    return [RunDir(p) for p in sorted(base.iterdir()) if p.is_dir() and RunDir(p).spec_path.is_file()]
 
 
 def make_row(run_id: str, status: str, spec_record: dict[str, Any] | None,
-             result: dict[str, Any] | None, source: str) -> dict[str, Any]:
-    """One row from a spec.json-like record and (for done runs) a result.json record."""
+             result: ResultRecord | None, source: str) -> dict[str, Any]:
+    """One row from a spec.json-like record and (for done runs) its result record."""
     spec_record = spec_record or {}
-    spec = (result or {}).get("spec") or spec_record.get("spec") or {}
-    grid = (result or {}).get("grid", spec_record.get("grid"))
+    spec = (result.spec if result is not None else None) or spec_record.get("spec") or {}
+    grid = result.grid if result is not None else spec_record.get("grid")
     row: dict[str, Any] = {"run_id": run_id, "status": status, "source": source}
     row.update(spec_columns(spec, grid))
     row.update(result_columns(result) if result is not None else empty_result_columns())
     return row
 
 
-def run_dir_row(run_dir: Path) -> dict[str, Any] | None:
+def run_dir_row(run_dir: RunDir) -> dict[str, Any] | None:
     """The row of one run dir, or None if its spec.json cannot be read."""
-    spec_record = _read_json(run_dir / "spec.json")
+    spec_record = _read_json(run_dir.spec_path)
     if spec_record is None:
         return None
-    run_id = str(spec_record.get("run_id") or run_dir.name)
+    run_id = str(spec_record.get("run_id") or run_dir.run_id)
     result = None
-    if (run_dir / "done").exists():
-        result = _read_json(run_dir / "result.json")
+    if run_dir.is_done():
+        result = _read_result(_read_json(run_dir.result_path), str(run_dir.result_path))
         # A done marker without a readable result is not a finished run as far as tables go.
         status = DONE if result is not None else INCOMPLETE
-    elif (run_dir / "failed.json").exists():
+    elif run_dir.failed_path.exists():
         status = FAILED
     else:
         status = INCOMPLETE
-    row = make_row(run_id, status, spec_record, result, source=str(run_dir))
+    row = make_row(run_id, status, spec_record, result, source=str(run_dir.path))
     if status == FAILED:
-        row["error"] = (_read_json(run_dir / "failed.json") or {}).get("error")
+        row["error"] = (_read_json(run_dir.failed_path) or {}).get("error")
     return row
 
 
@@ -102,7 +114,7 @@ def runs_frame(rows: list[dict[str, Any]], info: CoverageInfo) -> tuple[pd.DataF
     """Rows -> DataFrame sorted by run_id (stable output), with the counts filled into ``info``."""
     df = pd.DataFrame(rows)
     if df.empty:
-        df = pd.DataFrame(columns=list(make_row("", DONE, {}, {}, "").keys()))
+        df = pd.DataFrame(columns=list(make_row("", DONE, {}, None, "").keys()))
     else:
         df = df.sort_values("run_id", kind="stable").reset_index(drop=True)
     info.n_done = int((df["status"] == DONE).sum())
@@ -131,7 +143,7 @@ def read_curves(run_dirs: list[str | Path]) -> pd.DataFrame:
     """Per-epoch metrics (metrics.jsonl) of the given run dirs, one row per (run_id, epoch)."""
     records = []
     for run_dir in run_dirs:
-        path = Path(run_dir) / "metrics.jsonl"
+        path = RunDir(run_dir).metrics_path
         if not path.is_file():
             continue
         for line in path.read_text().splitlines():
@@ -213,13 +225,14 @@ def collect_mlflow(tracking_uri: str, experiment_names: list[str]) -> tuple[pd.D
             tags = run.data.tags
             run_id = tags.get("run_id", run.info.run_name or run.info.run_id)
             mlflow_status = tags.get("status", "")
-            result = _download_json(run, "result.json", tracking_uri, tmp) if mlflow_status == DONE else None
+            result_data = _download_json(run, RunDir.RESULT, tracking_uri, tmp) if mlflow_status == DONE else None
+            result = _read_result(result_data, f"MLflow run {run.info.run_id} {RunDir.RESULT}")
             if mlflow_status == DONE and result is None:
                 info.unreadable.append(run_id)
                 status = INCOMPLETE
             else:
                 status = DONE if result is not None else (FAILED if mlflow_status == FAILED else INCOMPLETE)
-            spec_record = result or _download_json(run, "spec.json", tracking_uri, tmp) \
+            spec_record = result_data or _download_json(run, RunDir.SPEC, tracking_uri, tmp) \
                 or {"spec": _unflatten(run.data.params), "grid": tags.get("grid")}
             rows.append(make_row(run_id, status, spec_record, result, source=f"mlflow:{run.info.run_id}"))
     return runs_frame(rows, info)

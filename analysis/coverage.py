@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.cells import block_sort_key
-from analysis.schema import DONE, FAILED, INCOMPLETE, method_sort_key, protocol_sort_key
+from analysis.schema import DONE, FAILED, INCOMPLETE, protocol_sort_key
+from benchmarks.run.labels import method_sort_key
 
 COVERAGE_COLUMNS = ["task", "arch", "method", "protocol", "W/A", "policy", "expected", "done",
                     "incomplete", "failed", "missing", "missing seeds", "note"]

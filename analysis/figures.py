@@ -14,8 +14,9 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from analysis import plotkit as kit
-from analysis.cells import bits_sort_key, done_runs
+from analysis.cells import done_runs
 from analysis.tables import slug
+from benchmarks.run.labels import bits_sort_key
 
 
 def _name(*parts: str) -> str:

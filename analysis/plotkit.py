@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.cells import bits_sort_key, done_runs, make_rows
-from analysis.schema import METHOD_ORDER, parse_dataset
+from analysis.cells import done_runs, make_rows
+from analysis.schema import parse_dataset
+from benchmarks.run.labels import METHOD_ORDER, bits_sort_key
 
 log = logging.getLogger("analysis.figures")
 

@@ -1,8 +1,9 @@
 """The run-record schema as the analysis reads it: one flat row per run, with defaults for every key.
 
 Records are written by the trainer (``spec.json``, ``result.json``, ``metrics.jsonl``, ``done``,
-``failed.json``). Old records lack keys that newer ones have (DomainBed forks broke on exactly this,
-harness.md 1.7), so every field is read through :func:`dig` with a default and a missing key never raises.
+``failed.json``). Results are read through ``benchmarks.run.result.ResultRecord``, the trainer's own schema;
+old specs lack keys that newer ones have (DomainBed forks broke on exactly this), so every spec field is read
+through :func:`dig` with a default and a missing key never raises.
 """
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import math
 import re
 from typing import Any
 
+from benchmarks.run.labels import as_bits, bits_label, task_label
+from benchmarks.run.result import Metrics, ResultRecord, Timings
+
 log = logging.getLogger(__name__)
 
-KNOWN_SCHEMA_VERSION = 1
 DONE, INCOMPLETE, FAILED, MISSING = "done", "incomplete", "failed", "missing"
 
-# Table row order (issue #7); unknown methods follow alphabetically.
-METHOD_ORDER = ["fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt"]
 PROTOCOL_ORDER = ["standard", "source_only", "dann"]
 
 # Scalar metrics copied from result.json["metrics"]; all accuracies are percent, ece is a fraction.
@@ -51,18 +52,6 @@ def dig(obj: Any, path: str, default: Any = None) -> Any:
     return default if obj is None else obj
 
 
-def bits_label(w_bits: Any, a_bits: Any) -> str:
-    """``W4/A4``; 32-bit (or unknown) counts as full precision, labelled ``W32/A32``."""
-    return f"W{_int_or(w_bits, 32)}/A{_int_or(a_bits, 32)}"
-
-
-def _int_or(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
 def parse_dataset(name: str | None) -> dict[str, Any]:
     """Split a dataset name such as ``syndigits-synth-lt-r100`` into its parts.
 
@@ -78,15 +67,6 @@ def parse_dataset(name: str | None) -> dict[str, Any]:
     return {"base": base, "synthetic": synthetic, "lt_ratio": lt_ratio}
 
 
-def task_label(dataset: str | None, target: str | None) -> str:
-    """``source→target`` for domain shift, else the dataset name."""
-    return f"{dataset}→{target}" if target else str(dataset)
-
-
-def method_sort_key(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
-
-
 def protocol_sort_key(protocol: str) -> tuple[int, str]:
     if protocol in PROTOCOL_ORDER:
         return (PROTOCOL_ORDER.index(protocol), "")
@@ -97,8 +77,8 @@ def spec_columns(spec: dict[str, Any], grid: Any = None) -> dict[str, Any]:
     """The spec part of a row (identical for done, incomplete and failed runs)."""
     dataset = dig(spec, "task.dataset", "unknown")
     target = dig(spec, "task.target")
-    w_bits = _int_or(dig(spec, "w_bits"), 32)
-    a_bits = _int_or(dig(spec, "a_bits"), 32)
+    w_bits = as_bits(dig(spec, "w_bits"), 32)
+    a_bits = as_bits(dig(spec, "a_bits"), 32)
     parsed = parse_dataset(dataset)
     return {
         "grid": grid,
@@ -113,7 +93,7 @@ def spec_columns(spec: dict[str, Any], grid: Any = None) -> dict[str, Any]:
         "w_bits": w_bits,
         "a_bits": a_bits,
         "bits_label": bits_label(w_bits, a_bits),
-        "seed": _int_or(dig(spec, "seed"), -1),
+        "seed": as_bits(dig(spec, "seed"), -1),
         "first_layer": dig(spec, "layer_policy.first"),
         "last_layer": dig(spec, "layer_policy.last"),
         # first/last layer precision as one key: rows of different policies are different configurations;
@@ -146,37 +126,38 @@ def effective_policy(layer_report: list[dict[str, Any]]) -> str | None:
     return f"{describe('first')}/{describe('last')}" if layer_report else None
 
 
-def result_columns(result: dict[str, Any]) -> dict[str, Any]:
-    """The metric part of a row, from a finished run's ``result.json`` (missing keys become None/NaN)."""
-    version = result.get("schema_version", KNOWN_SCHEMA_VERSION)
-    if isinstance(version, int) and version > KNOWN_SCHEMA_VERSION:
-        # Newer records still share the keys we read; say so once per run rather than refusing them.
-        log.warning("run %s has schema_version %s > %s; reading known keys only",
-                    result.get("run_id"), version, KNOWN_SCHEMA_VERSION)
-    row: dict[str, Any] = {m: _float(dig(result, f"metrics.{m}")) for m in SCALAR_METRICS}
+def result_columns(result: ResultRecord | None) -> dict[str, Any]:
+    """The metric part of a row, from a finished run's result record (None: incomplete or failed run, whose
+    metric columns are None/NaN)."""
+    metrics = result.metrics if result is not None else Metrics()
+    timings = result.timings if result is not None else Timings()
+    env = result.environment if result is not None else {}
+    thresholds = (result.hmt_thresholds if result is not None else None) or {}
+    layers = result.layer_report if result is not None else []
+    row: dict[str, Any] = {m: _float(getattr(metrics, m)) for m in SCALAR_METRICS}
     row.update({
-        "per_class_acc": dig(result, "metrics.per_class_acc", []),
-        "per_domain_acc": dig(result, "metrics.per_domain_acc", {}),
-        "reliability": dig(result, "metrics.reliability", {}),
-        "train_class_counts": dig(result, "train_class_counts", []),
-        "hmt_head_min": dig(result, "hmt_thresholds.head_min"),
-        "hmt_tail_max": dig(result, "hmt_thresholds.tail_max"),
-        "layer_report": dig(result, "layer_report", []),
-        "effective_policy": effective_policy(dig(result, "layer_report", [])),
-        "wall_s": _float(dig(result, "timings.wall_s")),
-        "train_s": _float(dig(result, "timings.train_s")),
-        "steps": dig(result, "timings.steps"),
-        "code_version": dig(result, "environment.code_version"),
-        "code_dirty": dig(result, "environment.code_dirty"),
-        "torch": dig(result, "environment.torch"),
-        "device": dig(result, "environment.device"),
+        "per_class_acc": metrics.per_class_acc or [],
+        "per_domain_acc": metrics.per_domain_acc or {},
+        "reliability": metrics.reliability or {},
+        "train_class_counts": (result.train_class_counts if result is not None else None) or [],
+        "hmt_head_min": thresholds.get("head_min"),
+        "hmt_tail_max": thresholds.get("tail_max"),
+        "layer_report": layers,
+        "effective_policy": effective_policy(layers),
+        "wall_s": _float(timings.wall_s),
+        "train_s": _float(timings.train_s),
+        "steps": timings.steps,
+        "code_version": env.get("code_version"),
+        "code_dirty": env.get("code_dirty"),
+        "torch": env.get("torch"),
+        "device": env.get("device"),
     })
     return row
 
 
 def empty_result_columns() -> dict[str, Any]:
     """Metric columns of a run that has no ``result.json`` (incomplete or failed)."""
-    return result_columns({})
+    return result_columns(None)
 
 
 def _float(value: Any) -> float:

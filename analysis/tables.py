@@ -14,7 +14,8 @@ import re
 
 import pandas as pd
 
-from analysis.cells import Column, Table, bits_sort_key, caption_for, done_runs, fill_table, make_rows
+from analysis.cells import Column, Table, caption_for, done_runs, fill_table, make_rows
+from benchmarks.run.labels import bits_sort_key
 
 
 def slug(text: str) -> str:

@@ -107,19 +107,20 @@ def _tuned_lookup(args):
 
 def _print_runs(specs, current, output: Path, show_all: bool) -> None:
     from benchmarks.matrix.cost import ASSUMED_IMAGES_PER_S, gpu_hours
-    from benchmarks.run import rundir as records
+    from benchmarks.run.labels import bits_label
+    from benchmarks.run.rundir import RunDir
 
     if show_all:
         print(f"{'run_id':16}  {'state':12}  {'method':8}  {'bits':6}  {'task':30}  {'arch':18}  seed")
         for spec in specs:
-            print(f"{spec.run_id:16}  {current[spec.run_id].value:12}  {spec.method:8}  {spec.bits_label:6}  "
+            print(f"{spec.run_id:16}  {current[spec.run_id].value:12}  {spec.method:8}  {bits_label(spec.w_bits, spec.a_bits, spec.method):6}  "
                   f"{spec.task.label:30}  {spec.arch:18}  {spec.seed}")
     counts = Counter(state.value for state in current.values())
     print("runs by state: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" (total {len(specs)})")
     for spec in specs:
-        failed = records.run_dir(output, spec.run_id) / "failed.json"
-        if current[spec.run_id].value == "failed" and failed.exists():
-            print(f"  failed {spec.run_id}: {records.read_json(failed)['error'][:200]}")
+        failure = RunDir.of(output, spec.run_id).read_failure() if current[spec.run_id].value == "failed" else None
+        if failure is not None:
+            print(f"  failed {spec.run_id}: {str(failure.get('error'))[:200]}")
     remaining = [s for s in specs if current[s.run_id].value != "done"]
     hours = sum(gpu_hours(s) for s in remaining)
     print(f"estimated GPU-hours for the {len(remaining)} runs not done: {hours:.1f} (assumed FP fp32 "
@@ -128,12 +129,12 @@ def _print_runs(specs, current, output: Path, show_all: bool) -> None:
 
 
 def _delete_incomplete(specs, current, output: Path) -> int:
-    from benchmarks.run import rundir as records
+    from benchmarks.run.rundir import RunDir
 
     deleted = 0
     for spec in specs:
         if current[spec.run_id].value in ("incomplete", "failed"):
-            shutil.rmtree(records.run_dir(output, spec.run_id))
+            shutil.rmtree(RunDir.of(output, spec.run_id).path)
             deleted += 1
     print(f"deleted {deleted} incomplete or failed run directories (done and running runs untouched)")
     return 0

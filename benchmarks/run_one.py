@@ -73,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if parent is not None:
         run(parent, output, data_root=args.data_root, device=args.device)
     result = run(spec, output, data_root=args.data_root, device=args.device)
-    print(json.dumps({"run_id": spec.run_id, "top1_last": result["metrics"]["top1_last"],
-                      "top1_best": result["metrics"]["top1_best"]}, indent=2))
+    assert result is not None  # run() returns None only when max_epochs stops it early
+    print(json.dumps({"run_id": spec.run_id, "top1_last": result.metrics.top1_last,
+                      "top1_best": result.metrics.top1_best}, indent=2))
     return 0
 
 

@@ -36,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output = Path(args.output)
-    if not (output / "runs").is_dir():
-        return fail(f"{output} has no runs/ directory (expected {output / 'runs'})")
+    from benchmarks.run.rundir import runs_root
+
+    if not runs_root(output).is_dir():
+        return fail(f"{output} has no runs/ directory (expected {runs_root(output)})")
     from benchmarks.tracking.mlflow_sync import sync_runs
 
     try:

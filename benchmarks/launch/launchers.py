@@ -11,10 +11,10 @@ from typing import Any, Callable
 
 import submitit
 
-from benchmarks.run import rundir as records
-from benchmarks.matrix.expand import RunJob, states
+from benchmarks.launch.job import RunJob
+from benchmarks.matrix.expand import states
 from benchmarks.launch.profiles import array_chunks, load_slurm_profile, make_executor
-from benchmarks.run.rundir import RunState
+from benchmarks.run.rundir import RunDir, RunState
 from benchmarks.run.spec import RunSpec
 
 LAUNCHERS = ("debug", "local", "slurm")
@@ -74,7 +74,7 @@ def launch(specs: list[RunSpec], launcher: str, options: LaunchOptions) -> Launc
 
 def _parent_done(spec: RunSpec, output: Path) -> bool:
     parent = spec.parent()
-    return parent is None or (records.run_dir(output, parent.run_id) / "done").exists()
+    return parent is None or RunDir.of(output, parent.run_id).is_done()
 
 
 def _job_args(spec: RunSpec, options: LaunchOptions) -> tuple[Any, ...]:
@@ -152,7 +152,7 @@ def _launch_slurm(fp_wave: list[RunSpec], qat_wave: list[RunSpec], all_specs: li
         time.sleep(options.poll_s)
         still = [(s, j) for s, j in jobs if not j.done()]
         for spec, job in [p for p in jobs if p not in still]:
-            if job.state not in ("COMPLETED",) and not (records.run_dir(options.output, spec.run_id) / "done").exists():
+            if job.state not in ("COMPLETED",) and not RunDir.of(options.output, spec.run_id).is_done():
                 options.log(f"[{spec.run_id}] FAILED on SLURM (job {job.job_id}, state {job.state})")
         jobs = still
         options.log(progress_line(all_specs, options.output))

@@ -12,12 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import submitit
-
-from benchmarks.run import rundir as records
 from benchmarks.cli.args import parse_bits
 from benchmarks.matrix.grids import Grid, GridError
-from benchmarks.run.rundir import RunState
+from benchmarks.run.rundir import RunDir, RunState
 from benchmarks.run.spec import RunSpec
 from benchmarks.tuning.frozen import apply_tuned
 from benchmarks.run.validate import validate_spec
@@ -105,22 +102,4 @@ def _check_filters(grid: Grid, filters: Filters) -> None:
 
 
 def states(specs: Iterable[RunSpec], output: Path) -> dict[str, RunState]:
-    return {spec.run_id: records.run_state(records.run_dir(output, spec.run_id)) for spec in specs}
-
-
-class RunJob(submitit.helpers.Checkpointable):
-    """Trains one run in a launcher's worker; requeued by submitit on preemption/time-out, it resumes."""
-
-    def __call__(self, spec_dict: dict[str, Any], output: str, grid: str | None, data_root: str | None,
-                 device: str, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
-        from benchmarks.run.termination import stop_on_sigterm
-        from benchmarks.run.trainer import run  # imported in the worker: keeps the pickled callable light
-
-        stop_on_sigterm()
-
-        visible = os.environ.get("QBENCH_GPU")
-        if visible is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible
-        spec = RunSpec.from_dict(spec_dict)
-        result = run(spec, Path(output), grid=grid, data_root=data_root, device=device, provenance=provenance)
-        return {"run_id": spec.run_id, "top1_last": result["metrics"]["top1_last"]}
+    return {spec.run_id: RunDir.of(output, spec.run_id).state() for spec in specs}

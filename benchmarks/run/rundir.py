@@ -1,6 +1,7 @@
-"""The run directory: the on-disk record that is the truth about a run.
+"""The run directory: the on-disk record that is the truth about a run, owned by :class:`RunDir`.
 
-Layout of ``<output>/runs/<run_id>/``:
+No other module joins these file names itself. Torch-free (``analysis/`` imports it). Layout of
+``<output>/runs/<run_id>/``:
   spec.json      the full spec (+ run id, grid, schema version); written first
   metrics.jsonl  one JSON line per finished epoch, rewritten atomically from the checkpoint's history
   checkpoint.pt  model/optimizer/scheduler/method/RNG state at the last finished epoch (removed once done)
@@ -9,6 +10,7 @@ Layout of ``<output>/runs/<run_id>/``:
   result.json    final metrics, layer report, timings, environment
   failed.json    the error and traceback of the last failed attempt
   done           written last, atomically: the run is finished
+  log.txt        the run's log lines (what its worker printed)
 State is read from these files only; scheduler state is never trusted.
 """
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from benchmarks.run.result import ResultRecord
 
 HEARTBEAT_STALE_S = 15 * 60
 
@@ -56,24 +60,153 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def run_dir(output: Path, run_id: str) -> Path:
-    return Path(output) / "runs" / run_id
+RUNS = "runs"
 
 
-def run_state(directory: Path) -> RunState:
-    directory = Path(directory)
-    if (directory / "done").exists():
-        return RunState.DONE
-    if not directory.exists():
+class RunDir:
+    """One run's directory: the path of each of its files, its state, and atomic reads and writes."""
+
+    SPEC, METRICS, CHECKPOINT, FINAL = "spec.json", "metrics.jsonl", "checkpoint.pt", "final.pt"
+    RESULT, FAILED, HEARTBEAT, DONE, LOG = "result.json", "failed.json", "heartbeat", "done", "log.txt"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, output: Path | str, run_id: str) -> "RunDir":
+        return cls(runs_root(output) / run_id)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    # ------------------------------------------------------------------------------------------ paths
+    @property
+    def spec_path(self) -> Path:
+        return self.path / self.SPEC
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / self.CHECKPOINT
+
+    @property
+    def final_path(self) -> Path:
+        return self.path / self.FINAL
+
+    @property
+    def result_path(self) -> Path:
+        return self.path / self.RESULT
+
+    @property
+    def failed_path(self) -> Path:
+        return self.path / self.FAILED
+
+    @property
+    def heartbeat_path(self) -> Path:
+        return self.path / self.HEARTBEAT
+
+    @property
+    def done_path(self) -> Path:
+        return self.path / self.DONE
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / self.LOG
+
+    # ------------------------------------------------------------------------------------------ state
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def is_done(self) -> bool:
+        return self.done_path.exists()
+
+    def state(self) -> RunState:
+        if self.is_done():
+            return RunState.DONE
+        if not self.path.exists():
+            return RunState.NOT_LAUNCHED
+        beat = self.heartbeat_path
+        if beat.exists() and time.time() - beat.stat().st_mtime < HEARTBEAT_STALE_S and _heartbeat_alive(beat):
+            return RunState.RUNNING
+        if self.failed_path.exists():
+            return RunState.FAILED
+        if self.checkpoint_path.exists() or self.metrics_path.exists():
+            return RunState.INCOMPLETE
         return RunState.NOT_LAUNCHED
-    beat = directory / "heartbeat"
-    if beat.exists() and time.time() - beat.stat().st_mtime < HEARTBEAT_STALE_S and _heartbeat_alive(beat):
-        return RunState.RUNNING
-    if (directory / "failed.json").exists():
-        return RunState.FAILED
-    if (directory / "checkpoint.pt").exists() or (directory / "metrics.jsonl").exists():
-        return RunState.INCOMPLETE
-    return RunState.NOT_LAUNCHED
+
+    # ------------------------------------------------------------------------------------------ records
+    def read_spec(self) -> dict[str, Any] | None:
+        """The spec record (``{"schema_version", "run_id", "grid", "spec", "provenance"}``), or None."""
+        return read_json(self.spec_path) if self.spec_path.exists() else None
+
+    def write_spec(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.spec_path, record)
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.metrics_path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def write_result(self, record: ResultRecord) -> None:
+        atomic_write_json(self.result_path, record.to_dict())
+
+    def read_result(self) -> ResultRecord | None:
+        """The result of a finished run (None until ``done`` exists)."""
+        if not self.is_done() or not self.result_path.exists():
+            return None
+        return ResultRecord.from_dict(read_json(self.result_path), source=str(self.result_path))
+
+    def write_failure(self, error: str, trace: str) -> None:
+        atomic_write_json(self.failed_path, {"run_id": self.run_id, "error": error, "traceback": trace,
+                                             "time": time.time()})
+
+    def read_failure(self) -> dict[str, Any] | None:
+        return read_json(self.failed_path) if self.failed_path.exists() else None
+
+    def clear_failure(self) -> None:
+        self.failed_path.unlink(missing_ok=True)
+
+    def write_heartbeat(self, finished: bool = False) -> None:
+        atomic_write_json(self.heartbeat_path, {
+            "host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "finished": finished,
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        })
+
+    def read_heartbeat(self) -> dict[str, Any] | None:
+        try:
+            return read_json(self.heartbeat_path)
+        except (OSError, ValueError):
+            return None
+
+    def mark_done(self) -> None:
+        atomic_write_text(self.done_path, time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+
+
+def runs_root(output: Path | str) -> Path:
+    """``<output>/runs``: where every run directory of an output lives."""
+    return Path(output) / RUNS
+
+
+def run_dirs(output: Path | str) -> list[RunDir]:
+    """Every run directory under an output (sorted by run id), whatever its state."""
+    root = runs_root(output)
+    return [RunDir(p) for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
 
 
 def _heartbeat_alive(beat: Path) -> bool:
@@ -90,30 +223,3 @@ def _heartbeat_alive(beat: Path) -> bool:
         return False
     status = Path(f"/proc/{info['pid']}/status")
     return not (status.exists() and "\nState:\tZ" in status.read_text())
-
-
-def write_heartbeat(directory: Path, finished: bool = False) -> None:
-    atomic_write_json(directory / "heartbeat", {
-        "host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "finished": finished,
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-    })
-
-
-def write_metrics(directory: Path, history: list[dict[str, Any]]) -> None:
-    atomic_write_text(directory / "metrics.jsonl", "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
-
-
-def read_metrics(directory: Path) -> list[dict[str, Any]]:
-    path = Path(directory) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def mark_done(directory: Path) -> None:
-    atomic_write_text(directory / "done", time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
-
-
-def read_result(directory: Path) -> dict[str, Any] | None:
-    path = Path(directory) / "result.json"
-    return read_json(path) if path.exists() and (Path(directory) / "done").exists() else None

@@ -137,8 +137,9 @@ def bench_overhead(opts: Options, device: torch.device, steps: int, epochs: int 
             spec, Path(tmp), device=str(device), channels_last=opts.channels_last, log=lambda _: None
         )
         outer = time.perf_counter() - t0
-    timings = result["timings"]
-    train_s, eval_s, wall_s = timings["train_s"], timings["eval_s"], timings["wall_s"]
+    assert result is not None  # run() returns None only when max_epochs stops it early
+    timings = result.timings
+    train_s, eval_s, wall_s = timings.train_s or 0.0, timings.eval_s or 0.0, timings.wall_s or 0.0
     fixed = outer - train_s - eval_s
     note = (
         f"quick run: FP {opts.arch}, {epochs} epochs x {steps} steps, batch {opts.batch_size}, "

@@ -1,4 +1,4 @@
-"""MLflow as a *view* of the on-disk run records (records.py), filled by one writer.
+"""MLflow as a *view* of the on-disk run records (``benchmarks/run/rundir.py``), filled by one writer.
 
 Run directories are the truth; ``sync_runs`` copies them into MLflow idempotently, keyed by run id (tag
 ``run_id``): each DONE or FAILED run dir maps to exactly one MLflow run, found again by that tag on the next
@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from benchmarks.run import rundir as records
-from benchmarks.run.rundir import RunState
+from benchmarks.run.labels import bits_label, task_key
+from benchmarks.run.rundir import RunDir, RunState, run_dirs
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 
 DEFAULT_EXPERIMENT = "qbench"
 SYNC_TAG = "qbench.synced"  # what was last synced (state marker + extra-tag digest): equal means unchanged
 EPOCHS_TAG = "qbench.epochs_logged"  # per-epoch metrics already logged (a resumed run only adds new ones)
 RUN_STATUS = {"done": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
-ARTIFACTS = ("result.json", "spec.json", "metrics.jsonl")
+ARTIFACTS = (RunDir.RESULT, RunDir.SPEC, RunDir.METRICS)
 # log_batch limits of the MLflow REST API (per request)
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
 
@@ -100,11 +100,11 @@ def sync_runs(output: Path, tracking_uri: str | None = None, experiment: str | N
     client = client_for(output, tracking_uri)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     indexes: dict[str, tuple[str, dict[str, Any]]] = {}
-    for directory in sorted((Path(output) / "runs").glob("*")):
-        state = records.run_state(directory)
-        if state not in (RunState.DONE, RunState.FAILED) or not (directory / "spec.json").exists():
+    for directory in run_dirs(output):
+        state = directory.state()
+        header = directory.read_spec() if state in (RunState.DONE, RunState.FAILED) else None
+        if header is None:
             continue
-        header = records.read_json(directory / "spec.json")
         name = experiment or header.get("grid") or DEFAULT_EXPERIMENT
         if name not in indexes:
             exp_id = experiment_id(client, name)
@@ -115,23 +115,24 @@ def sync_runs(output: Path, tracking_uri: str | None = None, experiment: str | N
     return counts
 
 
-def _sync_one(client, exp_id: str, index: dict[str, Any], directory: Path, header: dict[str, Any],
+def _sync_one(client, exp_id: str, index: dict[str, Any], directory: RunDir, header: dict[str, Any],
               state: RunState, extra: dict[str, str]) -> str:
     run_id = header["run_id"]
-    failure = records.read_json(directory / "failed.json") if state is RunState.FAILED else None
+    failure = directory.read_failure() if state is RunState.FAILED else None
     marker = "done" if failure is None else f"failed:{failure.get('time')}"
     digest = hashlib.sha1(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:12]
     fingerprint = f"{marker}|{digest}"
     existing = index.get(run_id)
     if existing is not None and existing.data.tags.get(SYNC_TAG) == fingerprint:
         return "unchanged"
-    result = records.read_result(directory) if failure is None else None
+    record = directory.read_result() if failure is None else None
+    result = record.to_dict() if record is not None else None
     tags = _tags(header, result, failure, directory)
     tags.update(extra)
     tags[SYNC_TAG] = fingerprint
     if existing is None:
         spec = header["spec"]
-        started = int((directory / "spec.json").stat().st_mtime * 1000)
+        started = int(directory.spec_path.stat().st_mtime * 1000)
         mlflow_run = client.create_run(exp_id, start_time=started, run_name=_run_name(spec),
                                        tags={"run_id": run_id})
         mlflow_id, logged, old_marker = mlflow_run.info.run_id, 0, None
@@ -142,7 +143,7 @@ def _sync_one(client, exp_id: str, index: dict[str, Any], directory: Path, heade
         logged = int(existing.data.tags.get(EPOCHS_TAG, 0))
         old_marker = existing.data.tags.get(SYNC_TAG, "").split("|")[0]
     if marker != old_marker:  # new records on disk (not just new tags): metrics, artifacts, run status
-        history = records.read_metrics(directory)
+        history = directory.read_metrics()
         metrics = _epoch_metrics(history, after=logged)
         if result is not None:
             metrics += _final_metrics(result, step=history[-1]["epoch"] if history else 0)
@@ -154,7 +155,7 @@ def _sync_one(client, exp_id: str, index: dict[str, Any], directory: Path, heade
     if existing is not None and failure is None and "error" in existing.data.tags:
         client.delete_tag(mlflow_id, "error")  # the error of an earlier attempt no longer describes the run
     _log_batch(client, mlflow_id, tags=tags)
-    end = (directory / ("done" if failure is None else "failed.json")).stat().st_mtime
+    end = (directory.done_path if failure is None else directory.failed_path).stat().st_mtime
     client.set_terminated(mlflow_id, status=RUN_STATUS.get(tags["status"], "FAILED"),
                           end_time=int(end * 1000))
     return "created" if existing is None else "updated"
@@ -162,23 +163,22 @@ def _sync_one(client, exp_id: str, index: dict[str, Any], directory: Path, heade
 
 def _run_name(spec: dict[str, Any]) -> str:
     task = spec["task"]
-    label = task["dataset"] + (f"->{task['target']}" if task.get("target") else "")
-    bits = "FP" if spec["method"] == "fp" else f"W{spec['w_bits']}A{spec['a_bits']}"
+    label = task_key(task["dataset"], task.get("target"))
+    bits = bits_label(spec["w_bits"], spec["a_bits"], spec["method"])
     return f"{spec['method']} {bits} {label} {spec['arch']} s{spec['seed']}"
 
 
 def _tags(header: dict[str, Any], result: dict[str, Any] | None, failure: dict[str, Any] | None,
-          directory: Path) -> dict[str, str]:
+          directory: RunDir) -> dict[str, str]:
     spec = header["spec"]
     task = spec["task"]
-    beat = directory / "heartbeat"
     env = (result or {}).get("environment", {})
-    job = env.get("slurm_job_id") or (records.read_json(beat).get("slurm_job_id") if beat.exists() else None)
+    job = env.get("slurm_job_id") or (directory.read_heartbeat() or {}).get("slurm_job_id")
     tags = {
         "run_id": header["run_id"], "method": spec["method"], "dataset": task["dataset"],
         "target": str(task.get("target")), "arch": spec["arch"], "w_bits": str(spec["w_bits"]),
         "a_bits": str(spec["a_bits"]),
-        "bits": "FP" if spec["method"] == "fp" else f"W{spec['w_bits']}/A{spec['a_bits']}",
+        "bits": bits_label(spec["w_bits"], spec["a_bits"], spec["method"]),
         "seed": str(spec["seed"]), "grid": str(header.get("grid")), "slurm_job_id": str(job),
         "status": "done" if failure is None else "failed",
     }
@@ -222,11 +222,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _log_artifacts(client, mlflow_id: str, directory: Path, result: dict[str, Any] | None) -> None:
-    names = ARTIFACTS if result is not None else ("spec.json", "metrics.jsonl", "failed.json")
+def _log_artifacts(client, mlflow_id: str, directory: RunDir, result: dict[str, Any] | None) -> None:
+    names = ARTIFACTS if result is not None else (RunDir.SPEC, RunDir.METRICS, RunDir.FAILED)
     for name in names:
-        if (directory / name).exists():
-            client.log_artifact(mlflow_id, str(directory / name))
+        if (directory.path / name).exists():
+            client.log_artifact(mlflow_id, str(directory.path / name))
     if result is not None and "layer_report" in result:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "layer_report.json"
@@ -269,8 +269,8 @@ def sync_study(study_dir: Path, study_tags: dict[str, str], trial_tags: dict[str
     client.set_terminated(parent.info.run_id, status="FINISHED")  # a parent left RUNNING looks like a zombie
     common = {"study_name": study_tags["study_name"], "mlflow.parentRunId": parent.info.run_id}
     nested = {run_id: {**common, **tags} for run_id, tags in trial_tags.items()}
-    for directory in (study_dir / "runs").glob("*"):  # runs of the study that no trial names belong to it too
-        nested.setdefault(directory.name, dict(common))
+    for directory in run_dirs(study_dir):  # runs of the study that no trial names belong to it too
+        nested.setdefault(directory.run_id, dict(common))
     return sync_runs(study_dir, uri, experiment, extra_tags=nested)
 
 
@@ -285,7 +285,7 @@ def sync_optuna_study(study, tracking_uri: str | None = None) -> dict[str, int]:
                   "study_dir": str(summary["study_dir"]), "method": config["method"],
                   "dataset": config["task"]["dataset"], "target": str(config["task"]["target"]),
                   "arch": config["arch"],
-                  "bits": "FP" if config["method"] == "fp" else f"W{config['w_bits']}/A{config['a_bits']}",
+                  "bits": bits_label(config["w_bits"], config["a_bits"], config["method"]),
                   "sampler": config["sampler"], "sampler_seed": str(config["sampler_seed"]),
                   "best_trial": str(summary["best_trial"]), "best_value": str(summary["best_value"]),
                   "best_run_id": str(summary["best_run_id"]),

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import HEARTBEAT_STALE_S
 from benchmarks.tuning.search_spaces import make_sampler, split_params
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 
@@ -37,7 +37,7 @@ class TuneOptions:
     output: Path = Path("outputs/tune")
     storage: str | None = None  # RDB URL; None: the journal file in the study directory
     study_name: str | None = None
-    stale_after_s: float = float(records.HEARTBEAT_STALE_S)
+    stale_after_s: float = float(HEARTBEAT_STALE_S)
     max_retries: int = 2
     data_root: str | None = None
     device: str = "auto"

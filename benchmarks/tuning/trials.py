@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunDir
 from benchmarks.tuning.search_spaces import suggest
 from benchmarks.tuning.study import Log, TuneOptions
 
@@ -67,7 +67,7 @@ def _stale_reason(trial, options: TuneOptions, ended: set[str]) -> str | None:
         return f"its job {worker['job_id']} ended"
     if worker["host"] == socket.gethostname():
         return None if _pid_alive(worker["pid"]) else f"pid {worker['pid']} on {worker['host']} is dead"
-    beat = options.study_dir / "runs" / str(trial.user_attrs.get("run_id")) / "heartbeat"
+    beat = RunDir.of(options.study_dir, str(trial.user_attrs.get("run_id"))).heartbeat_path
     last = max(started, beat.stat().st_mtime if beat.exists() else 0.0)
     return f"no heartbeat for {now - last:.0f}s" if now - last > options.stale_after_s else None
 
@@ -107,7 +107,7 @@ def run_trial(study, options: TuneOptions, ended_jobs: Iterable[str] = (), log: 
                                    "time": time.time()})
     spec = options.spec(suggest(trial, options.space))
     trial.set_user_attr("run_id", spec.run_id)
-    for row in records.read_metrics(records.run_dir(options.study_dir, spec.run_id)):
+    for row in RunDir.of(options.study_dir, spec.run_id).read_metrics():
         trial.report(row["val_acc"], row["epoch"])  # a retry resumes the run: its finished epochs count
 
     def on_epoch(row: dict[str, Any]) -> None:
@@ -119,10 +119,10 @@ def run_trial(study, options: TuneOptions, ended_jobs: Iterable[str] = (), log: 
     try:
         result = run(spec, options.study_dir, grid=f"tune/{options.name}", data_root=options.data_root,
                      device=options.device, log=log, on_epoch=on_epoch, eval_test=False)
-        value = result["metrics"]["val_last"]
+        value = result.metrics.val_last if result is not None else None
     except optuna.TrialPruned:  # a pruned trial is never resumed: its checkpoint is dead weight
         state = TrialState.PRUNED
-        (records.run_dir(options.study_dir, spec.run_id) / "checkpoint.pt").unlink(missing_ok=True)
+        RunDir.of(options.study_dir, spec.run_id).checkpoint_path.unlink(missing_ok=True)
     except Exception as err:  # a broken trial fails alone (its run dir has failed.json); the study goes on
         state, error = TrialState.FAIL, f"{type(err).__name__}: {err}"[:2000]
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from analysis.collect import collect_mlflow, collect_runs
 from analysis.report import make_report
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunDir, read_json
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "smoke-golden"
 EXPECTED = GOLDEN / "expected" / "tables"
@@ -28,7 +28,7 @@ def from_dirs(tmp_path_factory) -> dict[str, str]:
 
 
 def test_the_records_are_what_the_generator_says():
-    states = sorted(records.run_state(d).value for d in (GOLDEN / "runs").iterdir())
+    states = sorted(RunDir(d).state().value for d in (GOLDEN / "runs").iterdir())
     assert states == ["done"] * 10 + ["failed", "incomplete"]
 
 

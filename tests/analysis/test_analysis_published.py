@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from analysis.collect import collect_runs, make_row
+from benchmarks.run.result import ResultRecord
 from analysis.published import canonical_dataset, load_published, ours_vs_published
 from tests.analysis.fixtures import ARCH, make_result, make_spec, make_sweep, run_id_of
 
@@ -111,7 +112,7 @@ def test_ours_vs_published_matches_exact_tasks_only(tmp_path, published):
         spec = make_spec(real_task, "alignq", 4, seed)
         assert spec["arch"] == ARCH
         rid = run_id_of(real_task, "alignq", 4, seed)
-        extra.append(make_row(rid, "done", {"spec": spec}, make_result(rid, spec, top1), "test"))
+        extra.append(make_row(rid, "done", {"spec": spec}, ResultRecord.from_dict(make_result(rid, spec, top1)), "test"))
     import pandas as pd
 
     table, caption = ours_vs_published(pd.concat([runs, pd.DataFrame(extra)], ignore_index=True), published)

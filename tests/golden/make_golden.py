@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.run import rundir as records  # noqa: E402
+from benchmarks.run.rundir import RunDir  # noqa: E402
 from benchmarks.run.environment import cpu_kernel_fingerprint  # noqa: E402
 from benchmarks.matrix.grids import load_grid  # noqa: E402
 from benchmarks.matrix.expand import expand  # noqa: E402
@@ -87,7 +87,7 @@ def main() -> int:
     (TARGET / "machine.json").write_text(json.dumps({
         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_kernels": cpu_kernel_fingerprint(), "torch_threads": 1}, indent=1) + "\n")
-    states = {d.name: records.run_state(d).value for d in sorted((TARGET / "runs").iterdir())}
+    states = {d.name: RunDir(d).state().value for d in sorted((TARGET / "runs").iterdir())}
     print(f"{len(states)} run records in {TARGET}: " + ", ".join(sorted(set(states.values()))))
     return 0
 

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunDir, read_json
 from benchmarks.matrix.grids import load_grid
 from benchmarks.matrix.expand import expand
 from tests.matrix.support import finished_metrics, longer_grid, run_matrix, wait_for
@@ -34,8 +34,8 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
     out = run_matrix("--grid", str(grid), "--launcher", "slurm", "--no-wait", "--output", str(output), "--no-sync")
     assert out.returncode == 0, out.stdout + out.stderr
     qat = next(s for s in expand(load_grid(str(grid)), "full") if s.method != "fp")
-    directory = records.run_dir(output, qat.run_id)
-    wait_for(lambda: len(records.read_metrics(directory)) >= 1, 400, "the QAT run's first epoch", poll=0.05)
+    directory = RunDir.of(output, qat.run_id).path
+    wait_for(lambda: len(RunDir(directory).read_metrics()) >= 1, 400, "the QAT run's first epoch", poll=0.05)
     job = _job_of(directory)
     subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True)
     wait_for(lambda: (directory / "done").exists(), 600, "the requeued run to finish", poll=2)
@@ -46,6 +46,6 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
 
 
 def _job_of(directory) -> str:
-    beat = records.read_json(directory / "heartbeat")
+    beat = read_json(directory / "heartbeat")
     assert beat["slurm_job_id"], "the run should record its SLURM job id"
     return beat["slurm_job_id"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunDir, read_json
 from benchmarks.matrix.grids import GridError, available_grids, load_grid
 from benchmarks.matrix.expand import Filters, expand
 
@@ -104,9 +104,9 @@ def test_malformed_grid_files_never_touch_finished_runs(mutation, message, tmp_p
         lines = [line for line in lines if not line.startswith("  - {dataset")]
     bad = tmp_path / "bad.yaml"
     bad.write_text("\n".join(lines) + "\n" + mutation + "\n")
-    finished = records.run_dir(tmp_path / "out", "0123456789abcdef")
+    finished = RunDir.of(tmp_path / "out", "0123456789abcdef").path
     finished.mkdir(parents=True)
-    records.mark_done(finished)
+    RunDir(finished).mark_done()
     before = sorted(p.name for p in finished.iterdir())
     out = _cli("--grid", str(bad), "--output", str(tmp_path / "out"))
     assert out.returncode == 2 and message in out.stderr and out.stderr.count("\n") == 1, out.stderr

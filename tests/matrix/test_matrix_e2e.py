@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunDir, read_json
 from benchmarks.matrix.grids import load_grid
 from benchmarks.matrix.expand import expand
 from benchmarks.run.rundir import RunState
@@ -57,12 +57,12 @@ def test_sigkilled_run_is_incomplete_then_resumes_to_the_same_result(tmp_path):
             f"run(RunSpec.from_dict(json.loads({json.dumps(json.dumps(qat.to_dict()))})), Path({str(output)!r}))")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    directory = records.run_dir(output, qat.run_id)
-    wait_for(lambda: len(records.read_metrics(directory)) >= 1, 300, "the first epoch")
+    directory = RunDir.of(output, qat.run_id).path
+    wait_for(lambda: len(RunDir(directory).read_metrics()) >= 1, 300, "the first epoch")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert records.run_state(directory) is RunState.INCOMPLETE
-    assert len(records.read_metrics(directory)) < qat.recipe.epochs
+    assert RunDir(directory).state() is RunState.INCOMPLETE
+    assert len(RunDir(directory).read_metrics()) < qat.recipe.epochs
     out = run_matrix("--grid", str(grid), "--launcher", "debug", "--output", str(output), "--no-sync")
     assert out.returncode == 0 and "resuming after epoch" in out.stdout + out.stderr, out.stdout + out.stderr
     assert finished_metrics(output) == finished_metrics(reference)

@@ -6,7 +6,7 @@ import json
 import mlflow
 import pytest
 
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunDir, read_json
 from benchmarks.tuning.frozen import FORMAT, tuned_path
 from tests.matrix.support import run_matrix
 
@@ -26,7 +26,7 @@ def test_tuned_hparams_reach_specs_records_and_mlflow(tmp_path):
     out = run_matrix("--grid", "smoke", "--methods", "dorefa", "--hparams", "tuned", "--tuned-dir", str(tuned_dir),
                      "--launcher", "debug", "--output", str(output))
     assert out.returncode == 0, out.stdout + out.stderr
-    headers = [records.read_json(p) for p in (output / "runs").glob("*/spec.json")]
+    headers = [read_json(p) for p in (output / "runs").glob("*/spec.json")]
     qat = next(h for h in headers if h["spec"]["method"] == "dorefa")
     assert qat["spec"]["hparams"] == {"rescale_by_max": True}
     assert qat["spec"]["recipe"]["lr"] == 0.003 and qat["spec"]["recipe"]["weight_decay"] == 0.0005

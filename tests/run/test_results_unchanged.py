@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunDir, read_json
 from benchmarks.run.environment import cpu_kernel_fingerprint
 from benchmarks.run.spec import RunSpec
 from benchmarks.speed.setup import reference_kernels
@@ -40,7 +40,7 @@ def _golden_spec(method: str, seed: int = 0) -> tuple[Path, RunSpec]:
 
 
 def _rows(directory: Path) -> list[dict]:
-    return [{k: v for k, v in row.items() if not k.endswith("_s")} for row in records.read_metrics(directory)]
+    return [{k: v for k, v in row.items() if not k.endswith("_s")} for row in RunDir(directory).read_metrics()]
 
 
 def _bits(state: dict[str, torch.Tensor]) -> dict[str, bytes]:
@@ -58,9 +58,9 @@ def test_fused_kernels_train_exactly_like_the_reference_composites(method, tmp_p
     run(spec, fused, log=_quiet)
     with reference_kernels(True):
         run(spec, reference, log=_quiet)
-    a, b = records.run_dir(fused, spec.run_id), records.run_dir(reference, spec.run_id)
+    a, b = RunDir.of(fused, spec.run_id).path, RunDir.of(reference, spec.run_id).path
     assert _rows(a) == _rows(b)
-    assert records.read_json(a / "result.json")["metrics"] == records.read_json(b / "result.json")["metrics"]
+    assert read_json(a / "result.json")["metrics"] == read_json(b / "result.json")["metrics"]
     load = lambda d: torch.load(d / "final.pt", map_location="cpu", weights_only=True)  # noqa: E731
     assert _bits(load(a)) == _bits(load(b))
 
@@ -74,6 +74,6 @@ def test_retraining_reproduces_the_golden_metrics(method, tmp_path):
     for directory, spec in (_golden_spec("fp"), _golden_spec(method)):  # the FP parent first: no weights kept
         assert spec.run_id == directory.name, "the run id scheme changed: regenerate the golden records"
         result = run(spec, tmp_path, grid="smoke-golden", log=_quiet)
-        assert _rows(records.run_dir(tmp_path, spec.run_id)) == _rows(directory), spec.method
+        assert _rows(RunDir.of(tmp_path, spec.run_id).path) == _rows(directory), spec.method
         committed = json.loads((directory / "result.json").read_text())["metrics"]
-        assert result["metrics"] == committed, spec.method
+        assert result.to_dict()["metrics"] == committed, spec.method

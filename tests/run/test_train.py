@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunDir, read_json
 from benchmarks.run.rundir import RunState
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 from benchmarks.run.trainer import run
@@ -33,9 +33,9 @@ def fp_output(tmp_path_factory):
 
 def test_record_of_a_finished_run(fp_output):
     spec = _spec()
-    result = run(spec, fp_output, grid="unit", log=_quiet)
-    directory = records.run_dir(fp_output, spec.run_id)
-    assert records.run_state(directory) is RunState.DONE
+    result = run(spec, fp_output, grid="unit", log=_quiet).to_dict()
+    directory = RunDir.of(fp_output, spec.run_id).path
+    assert RunDir(directory).state() is RunState.DONE
     assert not (directory / "checkpoint.pt").exists() and (directory / "final.pt").exists()
     saved = json.loads((directory / "spec.json").read_text())
     assert saved["run_id"] == spec.run_id and saved["spec"]["init_from"] == spec.parent().run_id
@@ -47,27 +47,27 @@ def test_record_of_a_finished_run(fp_output):
     assert result["timings"]["epochs"] == 3 and result["timings"]["steps"] == 15
     assert result["environment"]["torch"] == torch.__version__
     assert result["layer_report"][0]["w_bits"] == 8 and result["layer_report"][1]["w_bits"] == 4
-    assert len(records.read_metrics(directory)) == 3
+    assert len(RunDir(directory).read_metrics()) == 3
     assert m["top1_last"] > 30  # a real digits model after 15 steps, far above 10 % chance
 
 
 def test_interrupted_run_resumes_to_identical_result(fp_output, tmp_path):
     spec = _spec(seed=0)
-    whole = run(spec, fp_output, log=_quiet)
+    whole = run(spec, fp_output, log=_quiet).to_dict()
     other = tmp_path / "interrupted"
     (other / "runs").mkdir(parents=True)
-    parent = records.run_dir(fp_output, spec.parent().run_id)
+    parent = RunDir.of(fp_output, spec.parent().run_id).path
     import shutil
 
-    shutil.copytree(parent, records.run_dir(other, spec.parent().run_id))
+    shutil.copytree(parent, RunDir.of(other, spec.parent().run_id).path)
     assert run(spec, other, max_epochs=1, log=_quiet) is None
-    assert records.run_state(records.run_dir(other, spec.run_id)) is RunState.INCOMPLETE
+    assert RunDir.of(other, spec.run_id).state() is RunState.INCOMPLETE
     assert run(spec, other, max_epochs=1, log=_quiet) is None
-    resumed = run(spec, other, log=_quiet)
+    resumed = run(spec, other, log=_quiet).to_dict()
     for key in ("top1_last", "top1_best", "nll", "ece", "per_class_acc", "top1_val_selected"):
         assert resumed["metrics"][key] == whole["metrics"][key], key
-    a = torch.load(records.run_dir(fp_output, spec.run_id) / "final.pt")
-    b = torch.load(records.run_dir(other, spec.run_id) / "final.pt")
+    a = torch.load(RunDir.of(fp_output, spec.run_id).path / "final.pt")
+    b = torch.load(RunDir.of(other, spec.run_id).path / "final.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -80,22 +80,22 @@ def test_sigterm_stops_at_a_step_boundary_and_the_run_resumes(fp_output, tmp_pat
     from benchmarks.run.termination import Terminated, stop_on_sigterm
 
     spec = _spec(seed=0)
-    whole = run(spec, fp_output, log=_quiet)
+    whole = run(spec, fp_output, log=_quiet).to_dict()
     other = tmp_path / "terminated"
-    shutil.copytree(records.run_dir(fp_output, spec.parent().run_id), records.run_dir(other, spec.parent().run_id))
+    shutil.copytree(RunDir.of(fp_output, spec.parent().run_id).path, RunDir.of(other, spec.parent().run_id).path)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         assert stop_on_sigterm()
         with pytest.raises(Terminated, match="before step 6 \\(epoch 2\\)"):
             run(spec, other, log=_quiet, on_epoch=lambda row: os.kill(os.getpid(), signal.SIGTERM))
-        directory = records.run_dir(other, spec.run_id)
+        directory = RunDir.of(other, spec.run_id).path
         assert json.loads((directory / "failed.json").read_text())["error"].startswith("Terminated")
-        assert len(records.read_metrics(directory)) == 1 and (directory / "checkpoint.pt").exists()
+        assert len(RunDir(directory).read_metrics()) == 1 and (directory / "checkpoint.pt").exists()
         stop_on_sigterm()  # the requeued job: a new worker, its flag clear
-        resumed = run(spec, other, log=_quiet)
+        resumed = run(spec, other, log=_quiet).to_dict()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert records.run_state(directory) is RunState.DONE
+    assert RunDir(directory).state() is RunState.DONE
     assert resumed["metrics"]["top1_last"] == whole["metrics"]["top1_last"]
 
 
@@ -103,10 +103,10 @@ def test_failure_is_recorded_not_swallowed(tmp_path):
     spec = _spec()  # its FP parent was never trained in this output
     with pytest.raises(FileNotFoundError, match="FP parent run"):
         run(spec, tmp_path, log=_quiet)
-    directory = records.run_dir(tmp_path, spec.run_id)
+    directory = RunDir.of(tmp_path, spec.run_id).path
     failure = json.loads((directory / "failed.json").read_text())
     assert failure["error"].startswith("FileNotFoundError") and "Traceback" in failure["traceback"]
-    assert records.run_state(directory) is RunState.FAILED
+    assert RunDir(directory).state() is RunState.FAILED
 
 
 def test_run_identity():

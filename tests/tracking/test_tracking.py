@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunDir, read_json
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 from benchmarks.tracking.mlflow_sync import flatten, sync_runs, sync_study
 from benchmarks.run.trainer import run
@@ -69,7 +69,7 @@ def _check_view(uri: str, output: Path) -> None:
     for seed in (0, 1):
         spec = _spec(seed)
         row = by_id.loc[spec.run_id]
-        result = records.read_result(records.run_dir(output, spec.run_id))
+        result = RunDir.of(output, spec.run_id).read_result().to_dict()
         assert row["tags.status"] == "done" and row["status"] == "FINISHED"
         for key in ("top1_last", "top1_best", "top1_val_selected", "nll", "ece", "worst_domain_acc"):
             assert row[f"metrics.{key}"] == pytest.approx(result["metrics"][key])
@@ -115,7 +115,7 @@ def test_sync_sqlite_idempotent_then_failed_run_finishes(output):
     row = df.loc[failed_spec.run_id]
     assert row["tags.status"] == "done" and row["status"] == "FINISHED"
     assert "tags.error" not in df.columns or pd.isna(row["tags.error"])  # the old error tag is gone
-    result = records.read_result(records.run_dir(output, failed_spec.run_id))
+    result = RunDir.of(output, failed_spec.run_id).read_result().to_dict()
     assert row["metrics.top1_last"] == pytest.approx(result["metrics"]["top1_last"])
     assert [m.step for m in client.get_metric_history(row["run_id"], "val_acc")] == [1]  # not logged twice
 

@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 import benchmarks.run.trainer as train_module
-from benchmarks.run import rundir as records
+from benchmarks.run.rundir import RunDir, read_json
 from benchmarks.tuning.search_spaces import make_sampler, search_space, suggest
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 from benchmarks.tune import (TuneOptions, continue_study, ensure_parent, fail_stale, load_study,
@@ -135,12 +135,12 @@ def test_small_study_prunes_freezes_and_never_reads_test_split(tmp_path, monkeyp
     assert study.trials[1].state == TrialState.PRUNED  # lr=50 fell below the median at epoch 1
     assert len(built) == options.n_trials + 1  # every trial and the FP parent went through the builder
     for trial in study.trials:  # every trial is an ordinary run directory, validation-only
-        directory = records.run_dir(options.study_dir, trial.user_attrs["run_id"])
+        directory = RunDir.of(options.study_dir, trial.user_attrs["run_id"]).path
         assert (directory / "spec.json").exists()
         assert all(row["test_acc"] is None and row["test_acc_by_domain"] == {} for row in
-                   records.read_metrics(directory))
+                   RunDir(directory).read_metrics())
         if trial.state == TrialState.COMPLETE:
-            assert set(records.read_result(directory)["metrics"]) == {"val_last", "val_best"}
+            assert set(RunDir(directory).read_result().to_dict()["metrics"]) == {"val_last", "val_best"}
 
     path = freeze_best(study, tmp_path / "frozen")
     assert path == tuned_path("lsq", "mnist", "dann_digits", 4, 4, tmp_path / "frozen")
@@ -215,8 +215,8 @@ def test_killed_worker_leaves_no_running_trial(tmp_path, capsys):
     while True:  # wait until the worker's trial has finished its first epoch, then kill it
         running = study.get_trials(states=(TrialState.RUNNING,))
         if running and "run_id" in running[0].user_attrs:
-            directory = records.run_dir(options.study_dir, running[0].user_attrs["run_id"])
-            if records.read_metrics(directory):
+            directory = RunDir.of(options.study_dir, running[0].user_attrs["run_id"]).path
+            if RunDir(directory).read_metrics():
                 break
         assert worker.poll() is None and time.monotonic() < deadline, "worker finished before it was killed"
         time.sleep(0.05)
@@ -304,8 +304,8 @@ def test_cancelled_slurm_job_trial_is_retried(tmp_path, slurm_cluster):  # noqa:
     deadline = time.monotonic() + 240
     while True:
         running = study.get_trials(states=(TrialState.RUNNING,))
-        if running and records.read_metrics(records.run_dir(options.study_dir,
-                                                             running[0].user_attrs.get("run_id", "-"))):
+        if running and RunDir.of(options.study_dir,
+                                                             running[0].user_attrs.get("run_id", "-")).read_metrics():
             break
         assert not job.done() and time.monotonic() < deadline, "the job ended before it was cancelled"
         time.sleep(0.2)

@@ -1,0 +1,62 @@
+"""Seeded per-epoch batch streams for every domain of a task: the same order on every run and every resume."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+from benchmarks.data.base import TaskData
+from benchmarks.data.batches import iterate_batches, num_batches
+from benchmarks.run.spec import RunSpec
+from methods import DomainBatch
+
+EVAL_BATCH = 1000
+
+
+class Batches:
+    """Seeded per-epoch batch streams for every domain of a task."""
+
+    def __init__(self, task: TaskData, spec: RunSpec, device: torch.device, channels_last: bool) -> None:
+        self.task, self.spec, self.device, self.channels_last = task, spec, device, channels_last
+
+    def _stream(self, split, epoch: int, domain: int, cycle: int = 0, shuffle: bool = True, augment: bool = True,
+                drop_last: bool = True, batch_size: int | None = None):
+        generator = torch.Generator().manual_seed(((self.spec.seed * 1009 + epoch) * 31 + domain) * 7 + cycle)
+        return iterate_batches(split, batch_size or self.spec.recipe.batch_size, mean=self.task.mean,
+                               std=self.task.std, augment=self.task.augment if augment else "none",
+                               shuffle=shuffle, drop_last=drop_last, generator=generator, device=self.device,
+                               channels_last=self.channels_last)
+
+    def epoch(self, epoch: int, domain: int):
+        return self._stream(self.task.sources[domain].train, epoch, domain)
+
+    def steps_per_epoch(self) -> int:
+        steps = num_batches(len(self.task.sources[0].train), self.spec.recipe.batch_size)
+        if steps < 1:
+            raise ValueError(f"batch size {self.spec.recipe.batch_size} exceeds the training set")
+        return steps
+
+    def training_parts(self, epoch: int, use_targets: bool):
+        """Yields, per step, one DomainBatch per source (labelled) and per target (unlabelled, y=None)."""
+        sources = [self.epoch(epoch, d) for d in range(len(self.task.sources))]
+        targets = [_cycle(lambda c, t=t, d=d: self._stream(t.train, epoch, d, c))
+                   for d, t in enumerate(self.task.targets, start=len(self.task.sources))] if use_targets else []
+        for batches in zip(*sources):
+            parts = [DomainBatch(x, y, d) for d, (x, y) in enumerate(batches)]
+            for d, stream in enumerate(targets, start=len(self.task.sources)):
+                parts.append(DomainBatch(next(stream)[0], None, d))  # target labels never leave the loader
+            yield parts
+
+    def evaluation(self, split):
+        return self._stream(split, 0, 0, shuffle=False, augment=False, drop_last=False, batch_size=EVAL_BATCH)
+
+    def domain_id(self, name: str) -> int | None:
+        names = self.task.domain_names
+        return names.index(name) if name in names else None
+
+
+def _cycle(make):
+    cycle = 0
+    while True:
+        yield from make(cycle)
+        cycle += 1
