@@ -7,6 +7,7 @@ from typing import Any
 
 import submitit
 
+from benchmarks.run.rundir import RunClaimed
 from benchmarks.run.spec import RunSpec
 
 
@@ -24,5 +25,10 @@ class RunJob(submitit.helpers.Checkpointable):
         if visible is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = visible
         spec = RunSpec.from_dict(spec_dict)
-        result = run(spec, Path(output), grid=grid, data_root=data_root, device=device, provenance=provenance)
+        try:
+            result = run(spec, Path(output), grid=grid, data_root=data_root, device=device,
+                         provenance=provenance)
+        except RunClaimed as claimed:  # another launcher's worker trains it: not a failure of this job
+            print(f"[{spec.run_id}] skipped: {claimed}", flush=True)
+            return {"run_id": spec.run_id, "skipped": str(claimed)}
         return {"run_id": spec.run_id, "top1_last": result.metrics.top1_last if result else None}

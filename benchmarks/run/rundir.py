@@ -6,15 +6,21 @@ No other module joins these file names itself. Torch-free (``analysis/`` imports
   metrics.jsonl  one JSON line per finished epoch, rewritten atomically from the checkpoint's history
   checkpoint.pt  model/optimizer/scheduler/method/RNG state at the last finished epoch (removed once done)
   final.pt       the final model weights (QAT runs start from their FP parent's final.pt)
-  heartbeat      time, host and pid of the process working on it, refreshed every epoch
+  heartbeat      time, host, pid and SLURM job of the process working on it, refreshed every epoch
+  claim          an empty lock file: the process training the run holds an exclusive flock on it, so two
+                 launchers, a relaunch or a requeued job never train one run at once; the kernel releases the
+                 lock when its owner dies, however it dies, so a dead owner's claim is taken over at once
   result.json    final metrics, layer report, timings, environment
   failed.json    the error and traceback of the last failed attempt
   done           written last, atomically: the run is finished
   log.txt        the run's log lines (what its worker printed)
-State is read from these files only; scheduler state is never trusted.
+State is read from these files only; scheduler state is never trusted. Every file is written under a
+unique temporary name and renamed into place (after fsync), with the user's umask (a lab's group can read it).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -22,9 +28,9 @@ import tempfile
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
-from benchmarks.run.result import ResultRecord
+from benchmarks.run.result import ResultRecord, ResultSchemaError
 
 HEARTBEAT_STALE_S = 15 * 60
 
@@ -34,22 +40,50 @@ class RunState(str, Enum):
     RUNNING = "running"
     INCOMPLETE = "incomplete"
     FAILED = "failed"
+    CORRUPT = "corrupt"  # a done marker without a readable, schema-valid result.json
     DONE = "done"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory and rename, so readers never see a partial file."""
+class RunClaimed(RuntimeError):
+    """Another live process holds the run's claim: it is being trained elsewhere."""
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+# mkstemp creates files 0600; records are shared with a lab's group on a cluster file system, so they get the
+# mode a plain open() would give them.
+FILE_MODE = 0o666 & ~_umask()
+
+
+def unique_temp(path: Path) -> Path:
+    """A fresh, unique temporary file beside ``path`` (same file system, so a rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, FILE_MODE)
+    return Path(tmp)
+
+
+def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` into a unique temporary file, fsync it, then rename it over ``path``."""
+    tmp = unique_temp(path)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
+        write(tmp)
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a unique temp file in the same directory and rename, so readers never see a partial file."""
+    atomic_write_with(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -68,6 +102,7 @@ class RunDir:
 
     SPEC, METRICS, CHECKPOINT, FINAL = "spec.json", "metrics.jsonl", "checkpoint.pt", "final.pt"
     RESULT, FAILED, HEARTBEAT, DONE, LOG = "result.json", "failed.json", "heartbeat", "done", "log.txt"
+    CLAIM = "claim"
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -126,6 +161,10 @@ class RunDir:
     def log_path(self) -> Path:
         return self.path / self.LOG
 
+    @property
+    def claim_path(self) -> Path:
+        return self.path / self.CLAIM
+
     # ------------------------------------------------------------------------------------------ state
     def exists(self) -> bool:
         return self.path.is_dir()
@@ -135,7 +174,7 @@ class RunDir:
 
     def state(self) -> RunState:
         if self.is_done():
-            return RunState.DONE
+            return RunState.DONE if self.result_problem() is None else RunState.CORRUPT
         if not self.path.exists():
             return RunState.NOT_LAUNCHED
         beat = self.heartbeat_path
@@ -146,6 +185,54 @@ class RunDir:
         if self.checkpoint_path.exists() or self.metrics_path.exists():
             return RunState.INCOMPLETE
         return RunState.NOT_LAUNCHED
+
+    def result_problem(self) -> str | None:
+        """Why a done run's result cannot be used (one line naming the file), or None when it can."""
+        try:
+            ResultRecord.from_dict(read_json(self.result_path), source=str(self.result_path))
+        except FileNotFoundError:
+            return f"{self.result_path} is missing"
+        except (OSError, ValueError) as err:  # ResultSchemaError and JSONDecodeError are ValueErrors
+            text = str(err) if isinstance(err, ResultSchemaError) else f"{self.result_path}: {err}"
+            return text.splitlines()[0] if text else repr(err)
+        return None
+
+    def identity_problem(self) -> str | None:
+        """Why this directory is not the run its name says (copied or renamed), or None when it is."""
+        from benchmarks.run.spec import RunSpec  # torch-free; imported here to keep this module's imports light
+
+        try:
+            record = read_json(self.spec_path)
+            actual = RunSpec.from_dict(record["spec"]).run_id
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"{self.spec_path} is unreadable ({type(err).__name__}: {err})"
+        if actual != self.run_id:
+            return f"{self.path} holds run {actual} (its spec's hash), not {self.run_id}: copied or renamed"
+        return None
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the run's claim while training it; raises RunClaimed when a live process holds it.
+
+        An exclusive ``flock`` on the claim file, held for as long as the ``with`` block runs: released by
+        the kernel when the owner exits or dies (SIGKILL, node loss with NFS lock recovery), so a stale claim
+        is never left behind to expire. Never open the claim file elsewhere: on NFS, flock is emulated with
+        POSIX locks, which a process drops when it closes any descriptor of the file.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.claim_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            owner = self.read_heartbeat() or {}
+            raise RunClaimed(f"run {self.run_id} is being trained by pid {owner.get('pid')} on "
+                             f"{owner.get('host')} (SLURM job {owner.get('slurm_job_id')})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     # ------------------------------------------------------------------------------------------ records
     def read_spec(self) -> dict[str, Any] | None:
@@ -167,7 +254,8 @@ class RunDir:
         atomic_write_json(self.result_path, record.to_dict())
 
     def read_result(self) -> ResultRecord | None:
-        """The result of a finished run (None until ``done`` exists)."""
+        """The result of a finished run (None until ``done`` exists); raises ResultSchemaError (a ValueError
+        naming the file) for an unreadable one."""
         if not self.is_done() or not self.result_path.exists():
             return None
         return ResultRecord.from_dict(read_json(self.result_path), source=str(self.result_path))

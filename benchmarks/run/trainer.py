@@ -18,10 +18,11 @@ from benchmarks.data.splits import stratified_split
 from benchmarks.data.tasks import build_task
 from benchmarks.models import build_model
 from benchmarks.run.batches import Batches
-from benchmarks.run.checkpoint import load_checkpoint, save_checkpoint
+from benchmarks.run.checkpoint import CheckpointUnusable, apply_checkpoint, read_checkpoint, save_checkpoint
+from benchmarks.run.divergence import DivergenceWatch
 from benchmarks.run.labels import bits_label
 from benchmarks.run.result import ResultRecord
-from benchmarks.run.rundir import RunDir
+from benchmarks.run.rundir import RunDir, atomic_write_with
 from benchmarks.run.schedules import grl_coefficient, lr_factor
 from benchmarks.run.scoring import epoch_row, final_result
 from benchmarks.run.spec import SCHEMA_VERSION, RunSpec
@@ -44,20 +45,30 @@ def run(spec: RunSpec, output: Path, *, grid: str | None = None, data_root: str 
     evaluates a test split (tuning selects on the validation split only). ``provenance`` (e.g. the Optuna
     study that tuned the hyper-parameters) is stored in spec.json. Failures are recorded in ``failed.json``
     and re-raised.
+
+    The run is claimed first (``RunDir.claim``): when another live process is training it, RunClaimed is
+    raised and nothing of the run is touched, so concurrent launchers and requeued jobs never train it twice.
     """
     directory = RunDir.of(output, spec.run_id)
     if directory.is_done():
         return directory.read_result()
-    _write_spec(directory, spec, grid, provenance)
-    try:
-        result = _train(spec, directory, Path(output), grid, data_root, pick_device(device), channels_last,
-                        max_epochs, log, on_epoch, eval_test)
-    except BaseException as err:
-        directory.write_failure(f"{type(err).__name__}: {err}", traceback.format_exc())
-        raise
-    finally:  # this process no longer works on the run (a SIGKILL is detected from the dead pid instead)
-        directory.write_heartbeat(finished=True)
-    return result
+    with directory.claim():
+        if directory.is_done():  # finished by the previous owner while this process waited to start
+            return directory.read_result()
+        _write_spec(directory, spec, grid, provenance)
+        try:
+            try:
+                return _train(spec, directory, Path(output), grid, data_root, pick_device(device),
+                              channels_last, max_epochs, log, on_epoch, eval_test)
+            except CheckpointUnusable as err:
+                log(f"[{spec.run_id}] warning: {err}")
+                return _train(spec, directory, Path(output), grid, data_root, pick_device(device),
+                              channels_last, max_epochs, log, on_epoch, eval_test)
+        except BaseException as err:
+            directory.write_failure(f"{type(err).__name__}: {err}", traceback.format_exc())
+            raise
+        finally:  # this process no longer works on the run (a SIGKILL is detected from the dead pid instead)
+            directory.write_heartbeat(finished=True)
 
 
 def _write_spec(directory: RunDir, spec: RunSpec, grid: str | None, provenance: dict[str, Any] | None) -> None:
@@ -112,7 +123,7 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
     state = {"epoch": 0, "step": 0, "history": [], "train_s": 0.0, "eval_s": 0.0}
     checkpoint = directory.checkpoint_path
     if checkpoint.exists():
-        state = load_checkpoint(checkpoint, model, optimizer, method, device)
+        state = apply_checkpoint(read_checkpoint(checkpoint, device), model, optimizer, method)
         log(f"[{spec.run_id}] resuming after epoch {state['epoch']}")
     else:
         calibrate(model.net, next(loader.epoch(0, 0))[0])
@@ -129,6 +140,7 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         start = time.time()
         tally.update(correct=torch.zeros((), device=device), seen=0, grl=0.0)
         loss_sum = torch.zeros((), device=device)
+        watch = DivergenceWatch(epoch + 1, device)
         for index, parts in enumerate(loader.training_parts(epoch, use_targets)):
             if index >= steps:
                 break
@@ -136,8 +148,11 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base_lr * lr_factor(spec.recipe, state["step"], steps)
             tally["grl"] = grl_coefficient(state["step"], total_steps)
-            loss_sum += method.training_step(model, optimizer, parts, loss_fn)
+            loss = method.training_step(model, optimizer, parts, loss_fn)
+            loss_sum += loss
             state["step"] += 1
+            watch.observe(loss, index + 1)
+        watch.check_epoch_end(model)
         state["train_s"] += time.time() - start
         start = time.time()
         row = epoch_row(spec, epoch + 1, model, method, context, loader, task, loss_sum.item() / steps,
@@ -155,7 +170,8 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         if on_epoch is not None:
             on_epoch(row)
     result = final_result(spec, grid, model, method, context, loader, task, state, device, wall_start)
-    torch.save(model.state_dict(), directory.final_path)
+    weights = model.state_dict()
+    atomic_write_with(directory.final_path, lambda tmp: torch.save(weights, tmp))
     directory.write_result(result)
     directory.mark_done()
     checkpoint.unlink(missing_ok=True)
