@@ -20,11 +20,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from benchmarks.run.labels import bits_label, task_key
 from benchmarks.run.rundir import RunDir, RunState, run_dirs
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
+from benchmarks.tracking.store_lock import store_lock
 
 DEFAULT_EXPERIMENT = "qbench"
 SYNC_TAG = "qbench.synced"  # what was last synced (state marker + extra-tag digest): equal means unchanged
@@ -75,43 +76,77 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def runs_by_tag(client, exp_id: str, tag: str) -> dict[str, Any]:
-    """All active runs of an experiment that carry ``tag``, indexed by its value (one paged search)."""
-    index: dict[str, Any] = {}
+def runs_by_tag(client, exp_id: str, tag: str, duplicates: list[Any] | None = None) -> dict[str, Any]:
+    """All active runs of an experiment that carry ``tag``, indexed by its value (one paged search); the
+    oldest run of a value wins, later ones go to ``duplicates`` (left by syncs of older versions)."""
+    found: dict[str, list[Any]] = {}
     token = None
     while True:
         page = client.search_runs([exp_id], filter_string=f"tags.`{tag}` != ''", max_results=1000,
                                   page_token=token)
         for run in page:
-            index.setdefault(run.data.tags[tag], run)
+            found.setdefault(run.data.tags[tag], []).append(run)
         token = page.token
         if not token:
-            return index
+            break
+    index = {}
+    for value, runs in found.items():
+        runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
+        index[value] = runs[0]
+        if duplicates is not None:
+            duplicates.extend(runs[1:])
+    return index
 
 
 def sync_runs(output: Path, tracking_uri: str | None = None, experiment: str | None = None, *,
-              extra_tags: dict[str, dict[str, str]] | None = None) -> dict[str, int]:
+              extra_tags: dict[str, dict[str, str]] | None = None,
+              log: Callable[[str], None] = print) -> dict[str, int]:
     """Copy every DONE/FAILED run dir of ``<output>/runs/*`` into MLflow; returns counts of runs
-    {created, updated, unchanged}.
+    {created, updated, unchanged, skipped (unreadable, corrupt or copied run dirs, each logged with its
+    reason), duplicates_removed}. Holds the store's sync lock throughout (``store_lock``).
 
     Experiment: ``experiment``, else the run's grid (spec.json ``grid``), else "qbench". ``extra_tags`` maps a
     run id to tags added to its run (tuning: ``mlflow.parentRunId``, trial number, ``status=pruned``...).
     """
-    client = client_for(output, tracking_uri)
-    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    uri = tracking_uri or default_tracking_uri(output)
+    with store_lock(uri, Path(output), log):
+        return _sync_locked(client_for(output, uri), output, experiment, extra_tags or {}, log)
+
+
+def _sync_locked(client, output: Path, experiment: str | None, extra_tags: dict[str, dict[str, str]],
+                 log: Callable[[str], None]) -> dict[str, int]:
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates_removed": 0}
     indexes: dict[str, tuple[str, dict[str, Any]]] = {}
     for directory in run_dirs(output):
         state = directory.state()
-        header = directory.read_spec() if state in (RunState.DONE, RunState.FAILED) else None
-        if header is None:
+        if state is RunState.CORRUPT:
+            log(f"MLflow sync: skipped {directory.run_id}: {directory.result_problem()}")
+            counts["skipped"] += 1
             continue
-        name = experiment or header.get("grid") or DEFAULT_EXPERIMENT
-        if name not in indexes:
-            exp_id = experiment_id(client, name)
-            indexes[name] = (exp_id, runs_by_tag(client, exp_id, "run_id"))
-        exp_id, index = indexes[name]
-        extra = (extra_tags or {}).get(header["run_id"], {})
-        counts[_sync_one(client, exp_id, index, directory, header, state, extra)] += 1
+        if state not in (RunState.DONE, RunState.FAILED):
+            continue
+        problem = directory.identity_problem()
+        if problem is not None:  # a copied or hand-edited directory must not count as a second run
+            log(f"MLflow sync: skipped {directory.run_id}: {problem}")
+            counts["skipped"] += 1
+            continue
+        try:
+            header = directory.read_spec()
+            assert header is not None  # identity_problem() read it
+            name = experiment or header.get("grid") or DEFAULT_EXPERIMENT
+            if name not in indexes:
+                exp_id = experiment_id(client, name)
+                duplicates: list[Any] = []
+                indexes[name] = (exp_id, runs_by_tag(client, exp_id, "run_id", duplicates))
+                for run in duplicates:
+                    client.delete_run(run.info.run_id)
+                counts["duplicates_removed"] += len(duplicates)
+            exp_id, index = indexes[name]
+            extra = extra_tags.get(header["run_id"], {})
+            counts[_sync_one(client, exp_id, index, directory, header, state, extra)] += 1
+        except (OSError, ValueError, KeyError, TypeError) as err:  # one bad record never stops the sync
+            log(f"MLflow sync: skipped {directory.path}: {type(err).__name__}: {err}")
+            counts["skipped"] += 1
     return counts
 
 
@@ -251,27 +286,29 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 def sync_study(study_dir: Path, study_tags: dict[str, str], trial_tags: dict[str, dict[str, str]],
-               tracking_uri: str | None = None, experiment: str = "qbench-tuning") -> dict[str, int]:
+               tracking_uri: str | None = None, experiment: str = "qbench-tuning",
+               log: Callable[[str], None] = print) -> dict[str, int]:
     """A tuning study as one parent MLflow run (found again by tag ``study_name``) with every run dir of the
     study nested under it (``mlflow.parentRunId``). ``study_tags`` (must include ``study_name``) go on the
     parent; ``trial_tags`` maps run id -> tags of that trial. The default tracking URI is the one of the
     output directory two levels up (``<output>/tuning/<study>``), so matrix runs and studies share a store."""
     study_dir = Path(study_dir)
     uri = tracking_uri or default_tracking_uri(study_dir.parent.parent)
-    client = client_for(study_dir, uri)
-    exp_id = experiment_id(client, experiment)
-    parents = runs_by_tag(client, exp_id, "study_name")
-    parent = parents.get(study_tags["study_name"])
-    if parent is None:
-        parent = client.create_run(exp_id, run_name=study_tags["study_name"],
-                                   tags={"study_name": study_tags["study_name"], "qbench.kind": "study"})
-    _log_batch(client, parent.info.run_id, tags=study_tags)
-    client.set_terminated(parent.info.run_id, status="FINISHED")  # a parent left RUNNING looks like a zombie
-    common = {"study_name": study_tags["study_name"], "mlflow.parentRunId": parent.info.run_id}
-    nested = {run_id: {**common, **tags} for run_id, tags in trial_tags.items()}
-    for directory in run_dirs(study_dir):  # runs of the study that no trial names belong to it too
-        nested.setdefault(directory.run_id, dict(common))
-    return sync_runs(study_dir, uri, experiment, extra_tags=nested)
+    with store_lock(uri, study_dir, log):
+        client = client_for(study_dir, uri)
+        exp_id = experiment_id(client, experiment)
+        name = study_tags["study_name"]
+        found = client.search_runs([exp_id], filter_string=f"tags.`qbench.kind` = 'study' and "
+                                   f"tags.`study_name` = '{name}'", order_by=["attributes.start_time ASC"])
+        parent = found[0] if found else client.create_run(exp_id, run_name=name,
+                                                          tags={"study_name": name, "qbench.kind": "study"})
+        _log_batch(client, parent.info.run_id, tags=study_tags)
+        client.set_terminated(parent.info.run_id, status="FINISHED")  # a parent left RUNNING looks like a zombie
+        common = {"study_name": name, "mlflow.parentRunId": parent.info.run_id}
+        nested = {run_id: {**common, **tags} for run_id, tags in trial_tags.items()}
+        for directory in run_dirs(study_dir):  # runs of the study that no trial names belong to it too
+            nested.setdefault(directory.run_id, dict(common))
+        return _sync_locked(client, study_dir, experiment, nested, log)
 
 
 def sync_optuna_study(study, tracking_uri: str | None = None) -> dict[str, int]:

@@ -91,10 +91,10 @@ def test_flatten_stringifies_once():
 
 def test_sync_sqlite_idempotent_then_failed_run_finishes(output):
     uri = f"sqlite:///{output / 'mlflow.db'}"
-    assert sync_runs(output) == {"created": 3, "updated": 0, "unchanged": 0}  # default: <output>/mlflow.db
+    assert sync_runs(output) == {"created": 3, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates_removed": 0}  # default: <output>/mlflow.db
     _check_view(uri, output)
     before = _search(uri)
-    assert sync_runs(output) == {"created": 0, "updated": 0, "unchanged": 3}
+    assert sync_runs(output) == {"created": 0, "updated": 0, "unchanged": 3, "skipped": 0, "duplicates_removed": 0}
     after = _search(uri)
     assert len(after) == 3 and sorted(after["run_id"]) == sorted(before["run_id"])
 
@@ -109,7 +109,7 @@ def test_sync_sqlite_idempotent_then_failed_run_finishes(output):
     # The failed run is resumed to DONE: the same MLflow run becomes status=done with its metrics.
     failed_spec = _spec(2)
     run(failed_spec, output, grid="demo-grid", log=lambda s: None)
-    assert sync_runs(output) == {"created": 0, "updated": 1, "unchanged": 2}
+    assert sync_runs(output) == {"created": 0, "updated": 1, "unchanged": 2, "skipped": 0, "duplicates_removed": 0}
     df = _search(uri).set_index("tags.run_id")
     assert len(df) == 3
     row = df.loc[failed_spec.run_id]
@@ -136,9 +136,11 @@ def test_sync_study_nests_trial_runs(output):
     trial_tags = {_spec(0).run_id: {"trial_number": "0", "status": "done"},
                   _spec(2).run_id: {"trial_number": "1", "status": "pruned"}}  # _spec(1): a run of no trial
     study_tags = {"study_name": "s1", "storage": str(study_dir / "journal.log")}
-    assert sync_study(study_dir, study_tags, trial_tags) == {"created": 3, "updated": 0, "unchanged": 0}
+    assert sync_study(study_dir, study_tags, trial_tags) == {
+        "created": 3, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates_removed": 0}
     study_tags["best_value"] = "12.5"  # parent tags follow the study; the trial runs are unchanged
-    assert sync_study(study_dir, study_tags, trial_tags) == {"created": 0, "updated": 0, "unchanged": 3}
+    assert sync_study(study_dir, study_tags, trial_tags) == {
+        "created": 0, "updated": 0, "unchanged": 3, "skipped": 0, "duplicates_removed": 0}
     df = _search(f"sqlite:///{output / 'mlflow.db'}", "qbench-tuning")
     parent = df[df["tags.qbench.kind"] == "study"]
     assert len(parent) == 1 and parent["tags.best_value"].iloc[0] == "12.5"
@@ -158,8 +160,8 @@ def test_cli(output, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1
     assert main(["--output", str(output), "--experiment", "cli"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"created": 3, "updated": 0,
-                                                                           "unchanged": 0}
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+        "created": 3, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates_removed": 0}
 
 
 def _free_port() -> int:
@@ -194,9 +196,9 @@ def test_sync_against_mlflow_server(output, tmp_path):
             alive = server.poll() is None and time.monotonic() < deadline
             assert alive, (tmp_path / "server.log").read_text()
             time.sleep(0.5)
-        assert sync_runs(output, tracking_uri=uri) == {"created": 3, "updated": 0, "unchanged": 0}
+        assert sync_runs(output, tracking_uri=uri) == {"created": 3, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates_removed": 0}
         _check_view(uri, output)
-        assert sync_runs(output, tracking_uri=uri) == {"created": 0, "updated": 0, "unchanged": 3}
+        assert sync_runs(output, tracking_uri=uri) == {"created": 0, "updated": 0, "unchanged": 3, "skipped": 0, "duplicates_removed": 0}
         assert len(_search(uri)) == 3
         assert any((tmp_path / "server-artifacts").rglob("result.json"))
     finally:
@@ -216,3 +218,31 @@ def _stop_group(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             continue
     proc.wait()
+
+
+def _sync_process(output: Path, uri: str) -> subprocess.Popen:
+    script = [sys.executable, str(REPO / "benchmarks" / "sync_mlflow.py"), "--output", str(output),
+              "--tracking-uri", uri]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen(script, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.slow
+def test_eight_concurrent_syncs_never_crash_duplicate_or_lose(output, tmp_path):
+    """Eight syncs at once, on a fresh store and then on an existing one holding a duplicate left by an older
+    version: every process exits 0, and the store ends with exactly one MLflow run per run id."""
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    for round_ in ("fresh", "existing"):
+        if round_ == "existing":  # a duplicate as older versions could leave it
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=uri)
+            exp = client.get_experiment_by_name("demo-grid")
+            some = _search(uri).iloc[0]
+            client.create_run(exp.experiment_id, tags={"run_id": some["tags.run_id"]})
+        procs = [_sync_process(output, uri) for _ in range(8)]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0] * 8, [err[-500:] for _, err in outs]
+        df = _search(uri)
+        assert len(df) == 3 and df["tags.run_id"].is_unique, round_
+        assert set(df["status"]) <= {"FINISHED", "FAILED"}
