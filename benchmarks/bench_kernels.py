@@ -28,8 +28,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import torch  # noqa: E402
 
 from benchmarks.speed.setup import reference_kernels  # noqa: E402
-from methods import lsq  # noqa: E402
-from methods import quant  # noqa: E402
+from methods import lsq, quant  # noqa: E402
 from methods.dorefa import dorefa_activation, dorefa_activation_reference  # noqa: E402
 
 BITS, EPS = 4, 1e-5

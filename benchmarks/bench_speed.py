@@ -7,15 +7,18 @@ For a chosen architecture, W/A bits and batch size, each method is set up exactl
 the same process on the same pre-generated batches (held on the device). Reported per method: median
 training-step and evaluation-step time (evaluation in inference mode), the ratio of each to the FP step,
 images/s and the peak memory of a step. Besides the methods: torch.ao's eager fake-quant QAT of the same model
-as a peer reference (``benchmarks/speed/peer_fakequant.py``), the input pipeline alone (``iterate_batches`` with
-crop+flip augmentation, images/s), and the fixed per-run overhead of the harness (interpreter start-up, a
+as a peer reference (``benchmarks/speed/peer_fakequant.py``), the input pipeline alone (``iterate_batches``
+with crop+flip augmentation, images/s), and the fixed per-run overhead of the harness (interpreter start-up, a
 quick ``benchmarks.run.trainer.run`` end to end against its training time).
 
 Examples:
-  python benchmarks/bench_speed.py                                   # ResNet-20, W4/A4, batch 128, CPU/GPU auto
+  # ResNet-20, W4/A4, batch 128, CPU/GPU auto
+  python benchmarks/bench_speed.py
   python benchmarks/bench_speed.py --methods fp,lsq,dorefa --steps 40 --profile 8
-  python benchmarks/bench_speed.py --methods alignq,alignq:admm=False     # a method variant: NAME:KEY=VALUE[:KEY=VALUE]
-  python benchmarks/bench_speed.py --methods lsq,lsq@reference           # fused kernels vs the composites they replaced
+  # a method variant: NAME:KEY=VALUE[:KEY=VALUE]
+  python benchmarks/bench_speed.py --methods alignq,alignq:admm=False
+  # fused kernels vs the composites they replaced
+  python benchmarks/bench_speed.py --methods lsq,lsq@reference
   python benchmarks/bench_speed.py --device cuda --amp bf16 --compile --steps 200 --block 10
 Output: a Markdown table on stdout and a CSV (``--out``, default reports/speed.csv). No numbers are asserted.
 """
@@ -37,16 +40,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from benchmarks.cli.args import fail, parse_bits
-from benchmarks.speed.extras import bench_overhead, bench_pipeline
-from benchmarks.speed.measure import (cpu_peak_rss_mb, interleaved, memory_child, paired_ratio, profile_top_ops,
-                                      step_memory)
-from benchmarks.speed.setup import (PEER, REFERENCE, Options, Setup, batch_pool, build_setup, eval_step,
-                                    parse_method_spec, train_step)
 from benchmarks.run.trainer_parts import pick_device
-from methods import (
-    available_methods,
-    )
-
+from benchmarks.speed.extras import bench_overhead, bench_pipeline
+from benchmarks.speed.measure import (
+    cpu_peak_rss_mb,
+    interleaved,
+    memory_child,
+    paired_ratio,
+    profile_top_ops,
+    step_memory,
+)
+from benchmarks.speed.setup import (
+    PEER,
+    REFERENCE,
+    Options,
+    Setup,
+    batch_pool,
+    build_setup,
+    eval_step,
+    parse_method_spec,
+    train_step,
+)
+from methods import available_methods
 
 CSV_FIELDS = [
     "section",
@@ -351,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    log = lambda text: print(text, file=sys.stderr, flush=True)
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
     log(
         f"bench_speed: {device_label(device)}, torch {torch.__version__}, {opts.arch} W{w_bits}/A{a_bits}, "
         f"batch {opts.batch_size}, methods {', '.join(specs)}"

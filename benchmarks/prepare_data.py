@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, RuntimeError, ValueError) as err:
             missing += 1
             print(f"missing  {name:28} {str(err).splitlines()[0]}")
-    print(f"data root: {data_root(args.data_root).resolve()}; {len(names) - missing} ready, {missing} missing")
+    print(
+        f"data root: {data_root(args.data_root).resolve()}; {len(names) - missing} ready, {missing} missing"
+    )
     return 1 if missing else 0
 
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.models import build_model
-from benchmarks.run.trainer_parts import TaskModel, make_optimizer
 from benchmarks.run.spec import Recipe
+from benchmarks.run.trainer_parts import TaskModel, make_optimizer
 from methods import BatchContext, DomainBatch, calibrate, get_method, prepare
 
 

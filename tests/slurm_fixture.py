@@ -88,7 +88,8 @@ def slurm_cluster() -> Iterator[SlurmClusterInfo]:
         return
 
     if os.geteuid() != 0:
-        _unavailable(f"slurm/cluster.sh needs root (uid {os.geteuid()}); start it as root and set QBENCH_SLURM_EXTERNAL=1")
+        _unavailable(f"slurm/cluster.sh needs root (uid {os.geteuid()}); start it as root and set "
+                     "QBENCH_SLURM_EXTERNAL=1")
     if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
         _unavailable("SLURM is not installed and apt-get is not available")
 
@@ -100,7 +101,9 @@ def slurm_cluster() -> Iterator[SlurmClusterInfo]:
             _unavailable("`slurm/cluster.sh up` timed out")
         if proc.returncode != 0:
             run_cluster("down", timeout=120)  # stop whatever half started
-            _unavailable(f"`slurm/cluster.sh up` failed (rc={proc.returncode}): {_one_line_tail(proc.stdout)}")
+            _unavailable(
+                f"`slurm/cluster.sh up` failed (rc={proc.returncode}): {_one_line_tail(proc.stdout)}"
+            )
         started_here = True
 
     old_conf = os.environ.get("SLURM_CONF")

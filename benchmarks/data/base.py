@@ -21,7 +21,9 @@ class ImageTensors:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 (N,C,H,W), got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N,C,H,W), got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.labels.shape[0] != self.images.shape[0]:
             raise ValueError("images and labels differ in length")
         self.labels = self.labels.to(torch.int64)

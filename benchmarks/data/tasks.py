@@ -1,14 +1,14 @@
 """Turn registered datasets into a :class:`TaskData`: what one run trains and evaluates on.
 
-* single dataset: ``build_task("cifar10-lt-r100")`` -> one labelled source (train minus a stratified validation
-  split), no targets, ``tests = {name: test}``.
+* single dataset: ``build_task("cifar10-lt-r100")`` -> one labelled source (train minus a stratified
+  validation split), no targets, ``tests = {name: test}``.
 * source -> target: ``build_task("mnist", "mnistm-synth")`` -> labelled source, *unlabelled* target train
   (labels stored as -1), ``tests = {source: .., target: ..}``, headline = target.
 * multi-source: ``build_multi_source_task(["mnist", "svhn"], ["mnistm-synth"])`` and the leave-one-domain-out
   helper ``leave_one_domain_out(domains, held_out)``.
 
-All domains of a task are converted once, on uint8 tensors, to a common channel count (3 when any domain is RGB;
-grey is replicated) and size (the first source's registered size unless given).
+All domains of a task are converted once, on uint8 tensors, to a common channel count (3 when any domain is
+RGB; grey is replicated) and size (the first source's registered size unless given).
 """
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def _norm(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
 
 def _split_domain(name: str, splits: DomainSplits, protocol: str, split_seed: int,
                   force_8020: bool = False) -> DomainSplits:
-    """Apply the split protocol. "80/20" (AlignQ, methods.md 3.4.4): pool the domain's images and hold out a
-    stratified 20 % per class as its test split. Domains without an official test split (Office-31) pool just
-    their train split (their loader returns train == test == all images)."""
+    """Apply the split protocol. "80/20" (AlignQ's protocol, see docs/datasets.md): pool the domain's images
+    and hold out a stratified 20 % per class as its test split. Domains without an official test split
+    (Office-31) pool just their train split (their loader returns train == test == all images)."""
     if protocol == "standard" and not force_8020:
         return splits
     pooled = concat([splits.train, splits.test]) if get_spec(name).native_test else splits.train
@@ -58,8 +58,8 @@ def build_multi_source_task(sources: Sequence[str], targets: Sequence[str] = (),
     """General task builder (``build_task`` is the one/two-domain shorthand).
 
     ``seed`` drives the validation split and long-tail subsampling; ``split_seed`` the 80/20 protocol split
-    (fixed by default, as in AlignQ, so that all run seeds share one test split). Validation images are carved,
-    stratified, from each source's training split, never from a test split and never from a target.
+    (fixed by default, as in AlignQ, so that all run seeds share one test split). Validation images are
+    carved, stratified, from each source's training split, never from a test split and never from a target.
     ``options`` maps a dataset name to extra loader options, e.g. ``{"syndigits-synth": {"n_train": 5000}}``.
     """
     if not sources:
@@ -72,10 +72,13 @@ def build_multi_source_task(sources: Sequence[str], targets: Sequence[str] = (),
                          "profile; long-tailed datasets use the 'standard' protocol")
     if len(set(names)) != len(names):
         raise ValueError(f"a domain appears twice in {names}")
-    infos: list[DatasetInfo] = [dataset_info(n) for n in names]  # validates every name before loading anything
+    # validates every name before loading anything
+    infos: list[DatasetInfo] = [dataset_info(n) for n in names]
     k = infos[0].num_classes
     if any(i.num_classes != k for i in infos):
-        raise ValueError(f"domains disagree on the number of classes: {[(i.name, i.num_classes) for i in infos]}")
+        raise ValueError(
+            f"domains disagree on the number of classes: {[(i.name, i.num_classes) for i in infos]}"
+        )
     channels = channels or (3 if any(i.channels == 3 for i in infos) else 1)
     size = tuple(size) if size else tuple(infos[0].size)
     single = not targets and len(sources) == 1
@@ -84,8 +87,10 @@ def build_multi_source_task(sources: Sequence[str], targets: Sequence[str] = (),
         raw = load_domain(name, root, seed=seed, download=download, verify_md5=verify_md5, size=size,
                           **(options or {}).get(name, {}))
         # A lone domain without an official test split must not be tested on its own training images.
-        d = _split_domain(name, raw, protocol, split_seed, force_8020=single and not get_spec(name).native_test)
-        return DomainSplits(name, convert_split(d.train, channels, size), convert_split(d.test, channels, size))
+        d = _split_domain(name, raw, protocol, split_seed,
+                          force_8020=single and not get_spec(name).native_test)
+        return DomainSplits(name, convert_split(d.train, channels, size),
+                            convert_split(d.test, channels, size))
 
     src_domains, vals = [], []
     for i, name in enumerate(sources):
@@ -118,11 +123,12 @@ def build_multi_source_task(sources: Sequence[str], targets: Sequence[str] = (),
         train_class_counts=counts, augment=augment or get_spec(sources[0]).augment, notes=notes)
 
 
-def build_task(dataset: str, target: str | None = None, *, root: str | os.PathLike | None = None, seed: int = 0,
-               val_fraction: float = 0.1, channels: int | None = None, size: tuple[int, int] | None = None,
-               **kwargs) -> TaskData:
+def build_task(dataset: str, target: str | None = None, *, root: str | os.PathLike | None = None,
+               seed: int = 0, val_fraction: float = 0.1, channels: int | None = None,
+               size: tuple[int, int] | None = None, **kwargs) -> TaskData:
     """One dataset (``target=None``) or a source -> target pair. Extra keyword arguments (``protocol``,
-    ``split_seed``, ``download``, ``verify_md5``, ``augment``, ``options``) go to :func:`build_multi_source_task`."""
+    ``split_seed``, ``download``, ``verify_md5``, ``augment``, ``options``) go to
+    :func:`build_multi_source_task`."""
     return build_multi_source_task([dataset], [target] if target else [], root=root, seed=seed,
                                    val_fraction=val_fraction, channels=channels, size=size, **kwargs)
 

@@ -1,10 +1,10 @@
 """The one place that imports torchvision.
 
 Every torchvision wheel on PyPI is a CUDA build; with a CPU-only torch its ``_meta_registrations`` fails with
-``operator torchvision::nms does not exist`` (platform.md section 1). When, and only when, that happens we
-define the two op schemas it expects and import again. Datasets, transforms and models then work; only
-``torchvision.ops`` stays unusable, which classification does not need. Everywhere else: ``from benchmarks.data.tv
-import torchvision``.
+``operator torchvision::nms does not exist`` (seen with torch 2.13.0+cpu and torchvision 0.27-0.29). When, and
+only when, that happens we define the two op schemas it expects and import again. Datasets, transforms and
+models then work; only ``torchvision.ops`` stays unusable, which classification does not need. Everywhere
+else: ``from benchmarks.data.tv import torchvision``.
 """
 from __future__ import annotations
 

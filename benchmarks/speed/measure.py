@@ -37,7 +37,8 @@ def time_block(fn: Callable[[int], Any], start: int, count: int, device: torch.d
 def interleaved(
     fns: dict[str, Callable[[int], Any]], blocks: int, block: int, warmup: int, device: torch.device
 ) -> dict[str, list[float]]:
-    """Per-step seconds of each function: warm-up, then ``blocks`` rounds, the order alternating each round."""
+    """Per-step seconds of each function: warm-up, then ``blocks`` rounds, the order alternating each
+    round."""
     names = list(fns)
     for name in names:
         time_block(fns[name], 0, warmup, device)
@@ -69,9 +70,10 @@ def step_memory(setup: Setup, batches, device: torch.device, steps: int = 2) -> 
     return (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
-# ------------------------------------------------------------------------------------------------ memory (CPU)
+# ----------------------------------------------------------------------------------------------- memory (CPU)
 def cpu_peak_rss_mb(spec: str, opts: Options) -> float | None:
-    """Peak RSS growth of training steps in a fresh child process (peak RSS after 3 steps minus after setup).
+    """Peak RSS growth of training steps in a fresh child process
+    (peak RSS after 3 steps minus after setup).
 
     torch's CPU allocator keeps no peak statistics and peak RSS is a process-wide high-water mark, so each
     model is measured alone in its own process.

@@ -51,7 +51,8 @@ def _qconfig(bits: int, fused: bool):
 
 
 def fusion_groups(model: nn.Module) -> list[list[str]]:
-    """[conv, bn] or [conv, bn, relu] name groups: consecutive children of one parent in registration order."""
+    """[conv, bn] or [conv, bn, relu] name groups: consecutive children of one parent in registration
+    order."""
     groups: list[list[str]] = []
     for parent_name, parent in model.named_modules():
         children = list(parent.named_children())

@@ -1,5 +1,5 @@
-"""Long-tail protocol: exact Cao et al. and ClimbQ counts, end to end through a fake CIFAR-10 with the real class
-sizes, SynDigits-LT on the offline generator, and name parsing."""
+"""Long-tail protocol: exact Cao et al. and ClimbQ counts, end to end through a fake CIFAR-10 with the real
+class sizes, SynDigits-LT on the offline generator, and name parsing."""
 from __future__ import annotations
 
 import pickle
@@ -35,7 +35,7 @@ def test_cao_counts_exact():
 
 
 def test_climbq_counts_match_shipped_csvs():
-    # methods.md 4.5: counted from ClimbQ's shipped CSVs.
+    # ClimbQ's class sizes, counted from the long-tail CSVs shipped in ClimbQ's repository.
     assert climbq_counts(5000, 10, 10) == [5000, 3871, 2997, 2320, 1796, 1390, 1076, 833, 644, 498]
     assert [sum(climbq_counts(5000, 10, r)) for r in (10, 50, 200)] == [20425, 13988, 11199]
     assert [sum(climbq_counts(500, 100, r)) for r in (10, 50, 200)] == [18292, 11761, 8883]
@@ -84,7 +84,8 @@ def test_cifar10_lt_end_to_end(fake_cifar10):
     assert t.train_class_counts == C10_R100 and len(t.sources[0].train) == 12406
     assert t.tests["cifar10-lt-r100"].class_counts(10) == [1000] * 10  # balanced test set
     assert t.notes["long_tail"]["cifar10-lt-r100"] == {"rho": 100.0, "profile": "cao"}
-    # With a validation split: carved from the long-tailed training set, stratified, disjoint, never from test.
+    # With a validation split: carved from the long-tailed training set, stratified, disjoint, never from
+    # test.
     tv = build_task("cifar10-lt-r100", root=fake_cifar10, verify_md5=False, val_fraction=0.1, seed=0)
     tr_ids, val_ids = _ids(tv.sources[0].train.images), _ids(tv.val.images)
     assert not tr_ids & val_ids and max(tr_ids | val_ids) < 50000
@@ -112,7 +113,8 @@ def test_cifar10_lt_profiles_and_seeds(fake_cifar10):
 
 
 def test_syndigits_lt_protocol(shared_root):
-    # SynDigits-LT: n_max = 1000 per head class, 200 test images per class (methods.md 9.2), on the default set.
+    # SynDigits-LT (as in ClimbQ): n_max = 1000 per head class, 200 test images per class, on the default
+    # set.
     t = build_task("syndigits-synth-lt-r100", root=shared_root, val_fraction=0.0)
     assert t.train_class_counts == cao_counts(1000, 10, 100) == [1000, 599, 359, 215, 129, 77, 46, 27, 16, 10]
     assert t.tests["syndigits-synth-lt-r100"].class_counts(10) == [200] * 10

