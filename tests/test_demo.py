@@ -24,7 +24,7 @@ def test_demo_end_to_end_then_reused(tmp_path):
     first = _make_demo(out, report)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert f"Report:   {report}/index.md" in first.stdout and "mlflow ui --backend-store-uri" in first.stdout
-    assert len(finished_metrics(out)) == 26
+    assert len(finished_metrics(out)) == 52  # 2 tasks x 2 seeds x (FP + 6 methods x 2 bits)
 
     for table in ("longtail.md", "shift_dann-digits.md"):
         rows = [line for line in (report / "tables" / table).read_text().splitlines() if line.startswith("|")]
@@ -39,10 +39,10 @@ def test_demo_end_to_end_then_reused(tmp_path):
 
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["demo"])
-    assert len(runs) == 26 and set(runs["tags.method"]) == set(METHODS)
+    assert len(runs) == 52 and set(runs["tags.method"]) == set(METHODS)
     assert (runs["tags.status"] == "done").all() and runs["metrics.top1_last"].notna().all()
 
     start = time.time()
     second = _make_demo(out, report)
-    assert second.returncode == 0 and "launched 0, already done or running 26" in second.stdout
+    assert second.returncode == 0 and "launched 0, already done or running 52" in second.stdout
     assert time.time() - start < 60

@@ -28,7 +28,7 @@ class Metrics:
     top1_val_selected: float | None = None  # test accuracy at the epoch of best validation accuracy
     val_best: float | None = None
     val_last: float | None = None
-    per_class_acc: list[float] | None = None
+    per_class_acc: list[float | None] | None = None  # None for a class absent from the test set
     head_acc: float | None = None
     medium_acc: float | None = None
     tail_acc: float | None = None

@@ -68,7 +68,7 @@ def unique_temp(path: Path) -> Path:
     return Path(tmp)
 
 
-def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write_with(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` into a unique temporary file, fsync it, then rename it over ``path``."""
     tmp = unique_temp(path)
     try:

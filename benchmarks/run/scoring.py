@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -60,7 +60,7 @@ def final_result(spec: RunSpec, grid: str | None, model: TaskModel, method, cont
         top1_last=history[-1]["test_acc"], top1_best=best["test_acc"], best_epoch=best["epoch"],
         top1_val_selected=selected["test_acc"] if selected else None,
         val_best=selected["val_acc"] if selected else None,
-        per_class_acc=per_class, **head_medium_tail(per_class, task.train_class_counts),
+        per_class_acc=per_class, **cast(dict[str, Any], head_medium_tail(per_class, task.train_class_counts)),
         per_domain_acc=per_domain, worst_domain_acc=min(per_domain.values()),
         **calibration(logits, labels),
     )

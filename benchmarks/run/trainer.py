@@ -28,7 +28,8 @@ from benchmarks.run.scoring import epoch_row, final_result
 from benchmarks.run.spec import SCHEMA_VERSION, RunSpec
 from benchmarks.run.termination import raise_if_terminated
 from benchmarks.run.trainer_parts import TaskModel, make_loss_fn, make_optimizer, pick_device
-from methods import BatchContext, LayerPolicy, calibrate, get_method, prepare
+from benchmarks.run.validate import layer_policy_of
+from methods import BatchContext, calibrate, get_method, prepare
 
 Log = Callable[[str], None]
 
@@ -101,7 +102,8 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
     head = net.make_domain_head(len(task.sources) + len(task.targets)) if use_targets else None
     model = TaskModel(net, head).to(device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        # torch's stubs lack Module.to(memory_format=...), which exists at run time
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     parent = spec.parent()
     if parent is not None:
         parent_dir = RunDir.of(output, parent.run_id)
@@ -111,7 +113,7 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
     counts = torch.tensor(task.train_class_counts, dtype=torch.float32)
     context = BatchContext(class_prior=(counts / counts.sum()).to(device), class_counts=counts.to(device),
                            num_domains=len(task.sources) + (len(task.targets) if use_targets else 0))
-    policy = LayerPolicy(**spec.layer_policy) if spec.layer_policy else None
+    policy = layer_policy_of(spec)
     prepare(model.net, method, spec.w_bits, spec.a_bits, policy, context)
     model.to(device)
 
@@ -120,7 +122,7 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
     optimizer = make_optimizer(model, spec.recipe)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     total_steps = steps * spec.recipe.epochs
-    state = {"epoch": 0, "step": 0, "history": [], "train_s": 0.0, "eval_s": 0.0}
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "train_s": 0.0, "eval_s": 0.0}
     checkpoint = directory.checkpoint_path
     if checkpoint.exists():
         state = apply_checkpoint(read_checkpoint(checkpoint, device), model, optimizer, method)

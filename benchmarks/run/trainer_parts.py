@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.models.base import Backbone
 from benchmarks.run.spec import Recipe
 from methods import BatchContext, DomainBatch, QuantMethod, Quantizer
 
@@ -15,7 +16,9 @@ from methods import BatchContext, DomainBatch, QuantMethod, Quantizer
 class TaskModel(nn.Module):
     """The quantized network plus, for DANN, a full-precision domain head kept outside it."""
 
-    def __init__(self, net: nn.Module, domain_head: nn.Module | None = None) -> None:
+    net: Backbone
+
+    def __init__(self, net: Backbone, domain_head: nn.Module | None = None) -> None:
         super().__init__()
         self.net = net
         self.domain_head = domain_head
@@ -41,7 +44,8 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
     """SGD with momentum. Quantizer parameters (step sizes, …) and BN/bias parameters get no weight decay:
     decaying a step size towards zero shrinks the quantization range for no reason."""
     quantizer_params = {id(p) for m in model.modules() if isinstance(m, Quantizer) for p in m.parameters()}
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if not p.requires_grad:
             continue

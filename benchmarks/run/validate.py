@@ -2,6 +2,8 @@
 is launched, so a typo never costs a queued job (or touches a finished run)."""
 from __future__ import annotations
 
+from typing import Any, cast
+
 from benchmarks.data.registry import dataset_info
 from benchmarks.models import available_archs
 from benchmarks.run.spec import RunSpec
@@ -19,5 +21,11 @@ def validate_spec(spec: RunSpec) -> None:
     get_method(spec.method, **spec.hparams)
     check_bits(spec.w_bits, "weight bits")
     check_bits(spec.a_bits, "activation bits")
-    if spec.layer_policy is not None:
-        LayerPolicy(**spec.layer_policy)
+    layer_policy_of(spec)
+
+
+def layer_policy_of(spec: RunSpec) -> LayerPolicy | None:
+    """The spec's first/last-layer policy (None: the method's default); a ValueError names a bad mode."""
+    if spec.layer_policy is None:
+        return None
+    return LayerPolicy(**cast(dict[str, Any], spec.layer_policy))
