@@ -95,6 +95,8 @@ def test_bad_cli_input_is_one_line_exit_2(args, message, tmp_path):
     ("seeds: [0]\nepochs: 3", "unknown key 'epochs'"),
     ("tasks: [{dataset: optdigits, archs: [dann_digits], recipe: nope}]", "names recipe 'nope'"),
     ("methods: [fp\n  bad: [", "YAML error"),
+    ("name: ../../..", "grid name '../../..' is not a plain name"),
+    ("name: a/b", "grid name 'a/b' is not a plain name"),
 ])
 def test_malformed_grid_files_never_touch_finished_runs(mutation, message, tmp_path):
     text = (REPO / "benchmarks/grids/smoke.yaml").read_text()
