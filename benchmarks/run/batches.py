@@ -1,8 +1,6 @@
 """Seeded per-epoch batch streams for every domain of a task: the same order on every run and every resume."""
 from __future__ import annotations
 
-from typing import Callable, Iterator
-
 import torch
 
 from benchmarks.data.base import TaskData

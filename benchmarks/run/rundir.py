@@ -199,7 +199,9 @@ class RunDir:
 
     def identity_problem(self) -> str | None:
         """Why this directory is not the run its name says (copied or renamed), or None when it is."""
-        from benchmarks.run.spec import RunSpec  # torch-free; imported here to keep this module's imports light
+        from benchmarks.run.spec import (
+            RunSpec,  # torch-free; imported here to keep this module's imports light
+        )
 
         try:
             record = read_json(self.spec_path)

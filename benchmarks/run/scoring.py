@@ -9,8 +9,15 @@ import torch
 from benchmarks.data.base import TaskData
 from benchmarks.run.batches import Batches
 from benchmarks.run.environment import environment
-from benchmarks.run.evaluation import (HEAD_MIN, TAIL_MAX, accuracy, calibration, collect_logits,
-                                      head_medium_tail, per_class_accuracy)
+from benchmarks.run.evaluation import (
+    HEAD_MIN,
+    TAIL_MAX,
+    accuracy,
+    calibration,
+    collect_logits,
+    head_medium_tail,
+    per_class_accuracy,
+)
 from benchmarks.run.result import Metrics, ResultRecord, Timings
 from benchmarks.run.spec import RunSpec
 from benchmarks.run.trainer_parts import TaskModel

@@ -10,7 +10,7 @@ from torch import nn
 
 from benchmarks.models.base import Backbone
 from benchmarks.run.spec import Recipe
-from methods import BatchContext, DomainBatch, QuantMethod, Quantizer
+from methods import BatchContext, DomainBatch, Quantizer, QuantMethod
 
 
 class TaskModel(nn.Module):

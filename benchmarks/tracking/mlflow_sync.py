@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from benchmarks.run.labels import bits_label, task_key
+from benchmarks.run.redact import redact_url
 from benchmarks.run.rundir import RunDir, RunState, run_dirs
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 from benchmarks.tracking.store_lock import store_lock
@@ -182,6 +183,9 @@ def _sync_one(client, exp_id: str, index: dict[str, Any], directory: RunDir, hea
         metrics = _epoch_metrics(history, after=logged)
         if result is not None:
             metrics += _final_metrics(result, step=history[-1]["epoch"] if history else 0)
+            # the hyper-parameters the method really ran with (its defaults filled in), new keys only
+            resolved = {"resolved_hparams": result.get("resolved_hparams") or {}}
+            _log_batch(client, mlflow_id, params=flatten(resolved))
         _log_batch(client, mlflow_id, metrics=metrics)
         tags[EPOCHS_TAG] = str(max([logged] + [row["epoch"] for row in history]))
         _log_artifacts(client, mlflow_id, directory, result)
@@ -209,21 +213,22 @@ def _tags(header: dict[str, Any], result: dict[str, Any] | None, failure: dict[s
     task = spec["task"]
     env = (result or {}).get("environment", {})
     job = env.get("slurm_job_id") or (directory.read_heartbeat() or {}).get("slurm_job_id")
-    tags = {
+    values = {
         "run_id": header["run_id"], "method": spec["method"], "dataset": task["dataset"],
-        "target": str(task.get("target")), "arch": spec["arch"], "w_bits": str(spec["w_bits"]),
-        "a_bits": str(spec["a_bits"]),
+        "target": task.get("target"), "arch": spec["arch"], "w_bits": spec["w_bits"],
+        "a_bits": spec["a_bits"],
         "bits": bits_label(spec["w_bits"], spec["a_bits"], spec["method"]),
-        "seed": str(spec["seed"]), "grid": str(header.get("grid")), "slurm_job_id": str(job),
+        "seed": spec["seed"], "grid": header.get("grid"), "slurm_job_id": job,
         "status": "done" if failure is None else "failed",
+        # the commit under both names: ours, and the one MLflow's UI shows in its "Source" column
+        "git_sha": env.get("code_version"), "mlflow.source.git.commit": env.get("code_version"),
     }
-    if env.get("code_version"):
-        tags["git_sha"] = env["code_version"]
+    tags = {key: str(value) for key, value in values.items() if value is not None}  # no "None" tags
     study = (header.get("provenance") or {}).get("study") or {}
     if study:  # hyper-parameters frozen from an Optuna study: keep the study findable from the run
         tags["hparams_source"] = "tuned"
         tags["tuned_study"] = str(study.get("name"))
-        tags["tuned_storage"] = str(study.get("storage"))
+        tags["tuned_storage"] = str(redact_url(study.get("storage")))
     if failure is not None:
         tags["error"] = str(failure.get("error"))[:4000]
     return tags
@@ -318,7 +323,7 @@ def sync_optuna_study(study, tracking_uri: str | None = None) -> dict[str, int]:
 
     summary = study_summary(study)
     config = study.user_attrs["config"]
-    study_tags = {"study_name": study.study_name, "storage": str(summary["storage"]),
+    study_tags = {"study_name": study.study_name, "storage": str(redact_url(summary["storage"])),
                   "study_dir": str(summary["study_dir"]), "method": config["method"],
                   "dataset": config["task"]["dataset"], "target": str(config["task"]["target"]),
                   "arch": config["arch"],

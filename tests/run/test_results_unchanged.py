@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.run.rundir import RunDir, read_json
 from benchmarks.run.environment import cpu_kernel_fingerprint
+from benchmarks.run.rundir import RunDir, read_json
 from benchmarks.run.spec import RunSpec
-from benchmarks.speed.setup import reference_kernels
 from benchmarks.run.trainer import run
+from benchmarks.speed.setup import reference_kernels
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "smoke-golden"
 MACHINE = json.loads((GOLDEN / "machine.json").read_text())

@@ -6,8 +6,7 @@ import json
 import pytest
 import torch
 
-from benchmarks.run.rundir import RunDir, read_json
-from benchmarks.run.rundir import RunState
+from benchmarks.run.rundir import RunDir, RunState
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 from benchmarks.run.trainer import run
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.run.rundir import RunDir, read_json
+from benchmarks.run.rundir import RunDir
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
-from benchmarks.tracking.mlflow_sync import flatten, sync_runs, sync_study
 from benchmarks.run.trainer import run
+from benchmarks.tracking.mlflow_sync import flatten, sync_runs, sync_study
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = TaskSpec("mnist", val_fraction=0.01)  # a small validation split keeps each epoch's evaluation short
