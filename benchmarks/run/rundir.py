@@ -40,6 +40,7 @@ class RunState(str, Enum):
     RUNNING = "running"
     INCOMPLETE = "incomplete"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped on purpose (Ctrl-C, SIGTERM from SLURM): resumes when launched again
     CORRUPT = "corrupt"  # a done marker without a readable, schema-valid result.json
     DONE = "done"
 
@@ -180,8 +181,9 @@ class RunDir:
         beat = self.heartbeat_path
         if beat.exists() and time.time() - beat.stat().st_mtime < HEARTBEAT_STALE_S and _heartbeat_alive(beat):
             return RunState.RUNNING
-        if self.failed_path.exists():
-            return RunState.FAILED
+        failure = self.read_failure() if self.failed_path.exists() else None
+        if failure is not None:
+            return RunState.INTERRUPTED if failure.get("interrupted") else RunState.FAILED
         if self.checkpoint_path.exists() or self.metrics_path.exists():
             return RunState.INCOMPLETE
         return RunState.NOT_LAUNCHED
@@ -262,12 +264,19 @@ class RunDir:
             return None
         return ResultRecord.from_dict(read_json(self.result_path), source=str(self.result_path))
 
-    def write_failure(self, error: str, trace: str) -> None:
+    def write_failure(self, error: str, trace: str, interrupted: bool = False) -> None:
+        """Record why the last attempt stopped; ``interrupted`` (Ctrl-C, SIGTERM) means "resume me", not
+        "I am broken"."""
         atomic_write_json(self.failed_path, {"run_id": self.run_id, "error": error, "traceback": trace,
-                                             "time": time.time()})
+                                             "time": time.time(), "interrupted": interrupted})
 
     def read_failure(self) -> dict[str, Any] | None:
-        return read_json(self.failed_path) if self.failed_path.exists() else None
+        """The failure record, or None (also for an unreadable one: a torn write counts as no record)."""
+        try:
+            data = read_json(self.failed_path)
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def clear_failure(self) -> None:
         self.failed_path.unlink(missing_ok=True)

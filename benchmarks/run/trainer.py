@@ -26,7 +26,7 @@ from benchmarks.run.rundir import RunDir, atomic_write_with
 from benchmarks.run.schedules import grl_coefficient, lr_factor
 from benchmarks.run.scoring import epoch_row, final_result
 from benchmarks.run.spec import SCHEMA_VERSION, RunSpec
-from benchmarks.run.termination import raise_if_terminated
+from benchmarks.run.termination import Terminated, raise_if_terminated
 from benchmarks.run.trainer_parts import TaskModel, make_loss_fn, make_optimizer, pick_device
 from benchmarks.run.validate import layer_policy_of
 from methods import BatchContext, calibrate, get_method, prepare
@@ -66,7 +66,8 @@ def run(spec: RunSpec, output: Path, *, grid: str | None = None, data_root: str 
                 return _train(spec, directory, Path(output), grid, data_root, pick_device(device),
                               channels_last, max_epochs, log, on_epoch, eval_test)
         except BaseException as err:
-            directory.write_failure(f"{type(err).__name__}: {err}", traceback.format_exc())
+            interrupted = isinstance(err, (KeyboardInterrupt, Terminated))
+            directory.write_failure(f"{type(err).__name__}: {err}", traceback.format_exc(), interrupted)
             raise
         finally:  # this process no longer works on the run (a SIGKILL is detected from the dead pid instead)
             directory.write_heartbeat(finished=True)

@@ -90,6 +90,7 @@ def test_sigterm_stops_at_a_step_boundary_and_the_run_resumes(fp_output, tmp_pat
         directory = RunDir.of(other, spec.run_id).path
         assert json.loads((directory / "failed.json").read_text())["error"].startswith("Terminated")
         assert len(RunDir(directory).read_metrics()) == 1 and (directory / "checkpoint.pt").exists()
+        assert RunDir(directory).state() is RunState.INTERRUPTED  # resumable, not broken
         stop_on_sigterm()  # the requeued job: a new worker, its flag clear
         resumed = run(spec, other, log=_quiet).to_dict()
     finally:
