@@ -293,6 +293,11 @@ class RunDir:
         except (OSError, ValueError):
             return None
 
+    def append_log(self, line: str) -> None:
+        """Append one line to the run's ``log.txt`` (what its worker printed about it, across attempts)."""
+        with open(self.log_path, "a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line.rstrip()}\n")
+
     def mark_done(self) -> None:
         atomic_write_text(self.done_path, time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
 

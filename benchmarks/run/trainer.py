@@ -57,6 +57,7 @@ def run(spec: RunSpec, output: Path, *, grid: str | None = None, data_root: str 
         if directory.is_done():  # finished by the previous owner while this process waited to start
             return directory.read_result()
         _write_spec(directory, spec, grid, provenance)
+        log = _logging_to(directory, log)
         try:
             try:
                 return _train(spec, directory, Path(output), grid, data_root, pick_device(device),
@@ -68,9 +69,19 @@ def run(spec: RunSpec, output: Path, *, grid: str | None = None, data_root: str 
         except BaseException as err:
             interrupted = isinstance(err, (KeyboardInterrupt, Terminated))
             directory.write_failure(f"{type(err).__name__}: {err}", traceback.format_exc(), interrupted)
+            log(f"[{spec.run_id}] {'interrupted' if interrupted else 'FAILED'}: {type(err).__name__}: {err}")
             raise
         finally:  # this process no longer works on the run (a SIGKILL is detected from the dead pid instead)
             directory.write_heartbeat(finished=True)
+
+
+def _logging_to(directory: RunDir, log: Log) -> Log:
+    """``log`` that also appends each line to the run's log.txt, so a run's story is in its directory."""
+    def both(line: str) -> None:
+        log(line)
+        directory.append_log(line)
+
+    return both
 
 
 def _write_spec(directory: RunDir, spec: RunSpec, grid: str | None, provenance: dict[str, Any] | None) -> None:
@@ -168,7 +179,8 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         directory.write_metrics(state["history"])
         directory.write_heartbeat()
         shown = "test" if eval_test else "val"
-        log(f"[{spec.run_id}] {spec.method} {bits_label(spec.w_bits, spec.a_bits, spec.method)} epoch {epoch + 1}/{spec.recipe.epochs} "
+        bits = bits_label(spec.w_bits, spec.a_bits, spec.method)
+        log(f"[{spec.run_id}] {spec.method} {bits} epoch {epoch + 1}/{spec.recipe.epochs} "
             f"loss {row['train_loss']:.4f} train {row['train_acc']:.2f} {shown} {row[shown + '_acc']:.2f}")
         if on_epoch is not None:
             on_epoch(row)

@@ -47,6 +47,7 @@ def test_record_of_a_finished_run(fp_output):
     assert result["environment"]["torch"] == torch.__version__
     assert result["layer_report"][0]["w_bits"] == 8 and result["layer_report"][1]["w_bits"] == 4
     assert len(RunDir(directory).read_metrics()) == 3
+    assert "epoch 3/3" in RunDir(directory).log_path.read_text()  # the run's own log, beside its records
     assert m["top1_last"] > 30  # a real digits model after 15 steps, far above 10 % chance
 
 
