@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -35,6 +36,9 @@ class TaskSpec:
             raise ValueError(f"invalid protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
         if self.protocol == "dann" and self.target is None:
             raise ValueError("protocol 'dann' needs a target domain")
+        _check_number("val_fraction", self.val_fraction, low=0.0, high=1.0, high_open=True)
+        if self.test_subsample is not None:
+            _check_int("test_subsample", self.test_subsample, low=1)
 
     @property
     def label(self) -> str:
@@ -62,8 +66,19 @@ class Recipe:
             raise ValueError(f"invalid schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"invalid amp {self.amp!r}; valid: {', '.join(AMP_MODES)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        _check_int("epochs", self.epochs, low=1)
+        _check_int("batch_size", self.batch_size, low=1)
+        _check_number("lr", self.lr, low=0.0, low_open=True)
+        _check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        _check_number("weight_decay", self.weight_decay, low=0.0)
+        _check_number("gamma", self.gamma, low=0.0, low_open=True)
+        _check_int("warmup_epochs", self.warmup_epochs, low=0)
+        if self.steps_per_epoch is not None:
+            _check_int("steps_per_epoch", self.steps_per_epoch, low=1)
+        if not isinstance(self.milestones, (list, tuple)):
+            raise ValueError(f"invalid recipe milestones {self.milestones!r}; expected a list of epochs")
+        for milestone in self.milestones:
+            _check_int("milestones", milestone, low=1)
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
 
     @classmethod
@@ -148,3 +163,26 @@ def _recipe_dict(recipe: Recipe) -> dict[str, Any]:
     data = asdict(recipe)
     data["milestones"] = list(recipe.milestones)
     return data
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"invalid {name} {value!r}; expected an integer >= {low}")
+
+
+def _check_number(name: str, value: Any, low: float | None = None, high: float | None = None,
+                  low_open: bool = False, high_open: bool = False) -> None:
+    """A real number in a range; the message names the value and the range (``[0, 1)``, ``> 0``, ...)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if low is not None and high is not None:
+            want = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            want = f"a number {'>' if low_open else '>='} {low:g}"
+        else:
+            want = "a finite number"
+        raise ValueError(f"invalid {name} {value!r}; expected {want}")
