@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cli.args import fail, parse_bits, parse_hparams  # noqa: E402
+from benchmarks.cli.args import fail, parse_bits, parse_hparams, parse_layer_policy  # noqa: E402
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec  # noqa: E402
 
 
@@ -51,10 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         w_bits, a_bits = (32, 32) if args.method == "fp" else parse_bits(args.bits)
-        policy = None
-        if args.first_last:
-            first, _, last = args.first_last.partition("/")
-            policy = {"first": first, "last": last or first}
+        policy = parse_layer_policy(args.first_last)
         task = TaskSpec(args.dataset, args.target, args.protocol)
         recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
                         weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch)

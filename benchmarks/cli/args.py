@@ -22,15 +22,28 @@ def parse_bits(text: str) -> tuple[int, int]:
     return w, a
 
 
-def parse_hparams(items: list[str]) -> dict:
-    """KEY=VALUE pairs; values are Python literals where they parse (0.2, True, 'x'), else strings."""
+def parse_hparams(items: list[str], what: str = "hyper-parameter") -> dict:
+    """KEY=VALUE pairs; values are Python literals where they parse (0.2, True, 'x'), else strings.
+    ``what`` names the pairs in the error message (e.g. ``architecture option``)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"invalid hyper-parameter {item!r}; expected KEY=VALUE")
+            raise ValueError(f"invalid {what} {item!r}; expected KEY=VALUE")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             out[key] = value
     return out
+
+
+def parse_layer_policy(text: str | None) -> dict[str, str] | None:
+    """'fp/8bit' -> {'first': 'fp', 'last': '8bit'}; one mode ('fp') sets both; None keeps the method's
+    default. The modes themselves are checked with the spec (``methods.LayerPolicy``)."""
+    if text is None:
+        return None
+    first, _, last = text.partition("/")
+    if not first or "/" in last:
+        raise ValueError(f"invalid layer policy {text!r}; expected FIRST/LAST such as 8bit/fp, each "
+                         "same|8bit|fp")
+    return {"first": first, "last": last or first}

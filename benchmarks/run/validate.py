@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from benchmarks.data.registry import dataset_info
-from benchmarks.models import available_archs
+from benchmarks.models import arch_options, available_archs
 from benchmarks.run.spec import RunSpec
 from methods import LayerPolicy, get_method
 from methods.quant import check_bits
@@ -18,6 +18,12 @@ def validate_spec(spec: RunSpec) -> None:
         dataset_info(spec.task.target)
     if spec.arch not in available_archs():
         raise ValueError(f"unknown architecture {spec.arch!r}; valid: {', '.join(available_archs())}")
+    # build_model takes 'pretrained' itself, beside the builder's own options
+    valid = sorted({*arch_options(spec.arch), "pretrained"})
+    unknown = sorted(set(spec.arch_options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option {unknown[0]!r} for architecture {spec.arch!r}; "
+                         f"valid: {', '.join(valid)}")
     get_method(spec.method, **spec.hparams)
     check_bits(spec.w_bits, "weight bits")
     check_bits(spec.a_bits, "activation bits")

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 from benchmarks.run.labels import bits_label, task_key
 from benchmarks.run.redact import redact_url
 from benchmarks.run.rundir import RunDir, RunState, run_dirs
-from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
+from benchmarks.run.spec import RunSpec
 from benchmarks.tracking.store_lock import store_lock
 
 DEFAULT_EXPERIMENT = "qbench"
@@ -323,11 +323,11 @@ def sync_optuna_study(study, tracking_uri: str | None = None) -> dict[str, int]:
 
     summary = study_summary(study)
     config = study.user_attrs["config"]
+    base = RunSpec.from_dict(config["base"])  # the run the trials vary: tags and FP parent derive from it
     study_tags = {"study_name": study.study_name, "storage": str(redact_url(summary["storage"])),
-                  "study_dir": str(summary["study_dir"]), "method": config["method"],
-                  "dataset": config["task"]["dataset"], "target": str(config["task"]["target"]),
-                  "arch": config["arch"],
-                  "bits": bits_label(config["w_bits"], config["a_bits"], config["method"]),
+                  "study_dir": str(summary["study_dir"]), "method": base.method,
+                  "dataset": base.task.dataset, "target": str(base.task.target), "arch": base.arch,
+                  "bits": bits_label(base.w_bits, base.a_bits, base.method),
                   "sampler": config["sampler"], "sampler_seed": str(config["sampler_seed"]),
                   "best_trial": str(summary["best_trial"]), "best_value": str(summary["best_value"]),
                   "best_run_id": str(summary["best_run_id"]),
@@ -339,8 +339,7 @@ def sync_optuna_study(study, tracking_uri: str | None = None) -> dict[str, int]:
             trial_tags[trial.user_attrs["run_id"]] = {
                 "trial_number": str(trial.number), "optuna_state": trial.state.name,
                 "status": status[trial.state.name], "trial_value": str(trial.value)}
-    if config["fp_recipe"] is not None:
-        parent = RunSpec(TaskSpec(**config["task"]), config["arch"], "fp",
-                         Recipe.from_dict(config["fp_recipe"]), seed=config["seed"])
+    parent = base.parent()
+    if parent is not None:
         trial_tags[parent.run_id] = {"trial_role": "fp_parent"}
     return sync_study(Path(summary["study_dir"]), study_tags, trial_tags, tracking_uri)

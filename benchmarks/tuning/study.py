@@ -1,33 +1,29 @@
-"""A tuning study: its options (what is searched, how trials run), its Optuna storage, creating and loading it,
-and the FP parent its QAT trials start from."""
+"""A tuning study: its options (the base run its trials vary, what is searched, how trials run), its Optuna
+storage, creating and loading it, and the FP parent its QAT trials start from."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from benchmarks.run.labels import cell_name
 from benchmarks.run.rundir import HEARTBEAT_STALE_S
+from benchmarks.run.spec import RunSpec
 from benchmarks.tuning.search_spaces import make_sampler, split_params
-from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 
 Log = Callable[[str], None]
 
 
 @dataclass
 class TuneOptions:
-    """One study. ``config()`` (what is searched) is stored in the study and must match on every rerun;
+    """One study. ``base`` is the run every trial varies (the same spec the matrix would run: task, arch,
+    arch options, layer policy, recipes, fixed method knobs); a trial replaces the knobs of ``space`` in it.
+    ``config()`` (base spec + what is searched) is stored in the study and must match on every rerun;
     ``n_trials`` and the operational fields may change between runs (more trials extend the study)."""
 
-    method: str
-    task: TaskSpec
-    arch: str
-    recipe: Recipe  # lr and weight_decay are replaced by each trial's values
+    base: RunSpec
     space: dict[str, list]
-    w_bits: int = 32
-    a_bits: int = 32
-    seed: int = 0
-    fp_recipe: Recipe | None = None  # QAT: how the FP parent (trained once per study) trains
     sampler: str = "tpe"
     sampler_seed: int = 0
     tpe_startup: int = 4
@@ -44,20 +40,15 @@ class TuneOptions:
 
     @property
     def name(self) -> str:
-        from benchmarks.tuning.frozen import task_slug
-
-        cell = f"{self.method}__{task_slug(self.task.label)}__{self.arch}__w{self.w_bits}a{self.a_bits}"
-        return self.study_name or cell
+        base = self.base
+        return self.study_name or cell_name(base.method, base.task.label, base.arch, base.w_bits, base.a_bits)
 
     @property
     def study_dir(self) -> Path:
         return Path(self.output).resolve() / "tuning" / self.name
 
     def config(self) -> dict[str, Any]:
-        spec = self.spec({})
-        return {"method": self.method, "task": asdict(self.task), "arch": self.arch, "w_bits": self.w_bits,
-                "a_bits": self.a_bits, "seed": self.seed, "recipe": spec.to_dict()["recipe"],
-                "fp_recipe": spec.to_dict()["fp_recipe"], "space": self.space, "sampler": self.sampler,
+        return {"base": self.base.to_dict(), "space": self.space, "sampler": self.sampler,
                 "sampler_seed": self.sampler_seed, "tpe_startup": self.tpe_startup,
                 "pruner_startup": self.pruner_startup, "pruner_warmup": self.pruner_warmup}
 
@@ -68,25 +59,27 @@ class TuneOptions:
     @classmethod
     def from_study(cls, study, output: Path, storage: str | None) -> "TuneOptions":
         config, ops = dict(study.user_attrs["config"]), study.user_attrs["ops"]
-        config["task"] = TaskSpec(**config["task"])
-        config["recipe"] = Recipe.from_dict(config["recipe"])
-        config["fp_recipe"] = Recipe.from_dict(config["fp_recipe"]) if config["fp_recipe"] else None
+        if "base" not in config:
+            raise ValueError(f"study {study.study_name!r} was made by an older tune.py that did not store "
+                             "its base run spec; start a new study (another --output or --study-name)")
+        config["base"] = RunSpec.from_dict(config["base"])
         return cls(**config, **ops, output=Path(output), storage=storage, study_name=study.study_name)
 
     def spec(self, params: dict[str, Any]) -> RunSpec:
-        """The run of a trial with these params (recipe knobs into the recipe, the rest as method hparams)."""
+        """The run of a trial with these params: recipe knobs into the base recipe, the rest over the base's
+        method hparams (a searched knob wins over a fixed one of the same name)."""
         recipe_overrides, hparams = split_params(params)
-        recipe = Recipe.from_dict({**asdict(self.recipe), **recipe_overrides})
-        return RunSpec(task=self.task, arch=self.arch, method=self.method, recipe=recipe, w_bits=self.w_bits,
-                       a_bits=self.a_bits, seed=self.seed, hparams=hparams, fp_recipe=self.fp_recipe)
+        return self.base.with_(recipe=replace(self.base.recipe, **recipe_overrides),
+                               hparams={**self.base.hparams, **hparams})
 
     def validate(self) -> None:
         from benchmarks.run.validate import validate_spec
 
-        validate_spec(self.spec({}))
+        validate_spec(self.base)
         make_sampler(self.sampler, self.sampler_seed)
-        if not 0 < self.task.val_fraction < 1:
-            raise ValueError("tuning selects on the validation split: val_fraction must be in (0, 1)")
+        if not 0 < self.base.task.val_fraction < 1:
+            raise ValueError(f"tuning selects on the validation split: val_fraction must be in (0, 1), got "
+                             f"{self.base.task.val_fraction}")
 
 
 def open_storage(study_dir: Path, url: str | None):
@@ -120,7 +113,7 @@ def prepare_study(options: TuneOptions, enqueue: Iterable[dict[str, Any]] = ()):
     config = json.loads(json.dumps(options.config()))  # as stored: tuples become lists
     stored = study.user_attrs.get("config")
     if stored is not None and stored != config:
-        diff = sorted(k for k in config if config[k] != stored.get(k))
+        diff = _differences(stored, config)
         raise ValueError(f"study {options.name!r} exists with other settings ({', '.join(diff)}); use "
                          "another --output or --study-name")
     if stored is None:
@@ -131,6 +124,14 @@ def prepare_study(options: TuneOptions, enqueue: Iterable[dict[str, Any]] = ()):
     study.set_user_attr("output", str(options.study_dir))
     study.set_user_attr("storage", options.storage or str(options.study_dir / "journal.log"))
     return _attach(study, options)
+
+
+def _differences(stored: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The settings that differ, the base spec's field by field (``base.arch_options``): the message says
+    what differs."""
+    diff = sorted(k for k in config if k != "base" and config[k] != stored.get(k))
+    old_base, new_base = stored.get("base") or {}, config["base"]
+    return sorted(f"base.{k}" for k in new_base if new_base[k] != old_base.get(k)) + diff
 
 
 def load_study(output: Path, study_name: str, storage: str | None = None):
@@ -156,7 +157,7 @@ def ensure_parent(options: TuneOptions, log: Log = print) -> None:
     """Train the FP parent of QAT trials once, in the study directory, without evaluating the test split."""
     from benchmarks.run.trainer import run
 
-    parent = options.spec({}).parent()
+    parent = options.base.parent()
     if parent is not None:
         run(parent, options.study_dir, grid=f"tune/{options.name}", data_root=options.data_root,
             device=options.device, log=log, eval_test=False)

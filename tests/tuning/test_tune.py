@@ -34,15 +34,16 @@ REPO = Path(__file__).resolve().parents[2]
 FIRST = [{"lr": 0.02, "weight_decay": 1e-4}, {"lr": 50.0, "weight_decay": 1e-4}]  # sane, then divergent
 
 
-def _options(tmp_path: Path, **changes) -> TuneOptions:
-    base = dict(method="lsq", task=TaskSpec("mnist", val_fraction=0.01), arch="dann_digits", w_bits=4,
-                a_bits=4,
-                recipe=Recipe(epochs=2, batch_size=32, steps_per_epoch=2, schedule="cosine"),
-                fp_recipe=Recipe(epochs=1, batch_size=32, lr=0.05, steps_per_epoch=10, schedule="cosine"),
-                space=search_space("lsq", {"lr": ("float", 1e-5, 100.0, True)}), sampler="random",
-                pruner_startup=1, n_trials=4, output=tmp_path / "out")
-    base.update(changes)
-    return TuneOptions(**base)
+BASE = RunSpec(task=TaskSpec("mnist", val_fraction=0.01), arch="dann_digits", method="lsq", w_bits=4,
+               a_bits=4, recipe=Recipe(epochs=2, batch_size=32, steps_per_epoch=2, schedule="cosine"),
+               fp_recipe=Recipe(epochs=1, batch_size=32, lr=0.05, steps_per_epoch=10, schedule="cosine"))
+
+
+def _options(tmp_path: Path, base: RunSpec = BASE, **changes) -> TuneOptions:
+    options = dict(base=base, space=search_space(base.method, {"lr": ("float", 1e-5, 100.0, True)}),
+                   sampler="random", pruner_startup=1, n_trials=4, output=tmp_path / "out")
+    options.update(changes)
+    return TuneOptions(**options)
 
 
 def _quiet(_: str) -> None:
@@ -151,8 +152,8 @@ def test_small_study_prunes_freezes_and_never_reads_test_split(tmp_path, monkeyp
 
 
 def test_frozen_file_round_trip_and_apply(tmp_path):
-    options = _options(tmp_path, method="alignq", task=TaskSpec("mnist", "mnistm-synth"),
-                       space=search_space("alignq"))
+    base = BASE.with_(method="alignq", task=TaskSpec("mnist", "mnistm-synth"), hparams={"admm": False})
+    options = _options(tmp_path, base, space=search_space("alignq"))
     study = prepare_study(options)
     assert load_tuned("alignq", "mnist->mnistm-synth", "dann_digits", 4, 4, root=tmp_path) is None
     with pytest.raises(ValueError, match="no completed trial"):
@@ -166,9 +167,9 @@ def test_frozen_file_round_trip_and_apply(tmp_path):
     assert tuned["hparams"] == {"mu": 0.1, "rho": 0.05}
     assert tuned["recipe_overrides"] == {"lr": 0.03, "weight_decay": 2e-4}
     assert tuned["study"]["best_run_id"] == "abc" and tuned["study"]["best_value"] == 91.5
-    assert tuned["format"] == 1 and tuned["code_version"] and tuned["created"]
-    spec = RunSpec(TaskSpec("mnist", "mnistm-synth"), "dann_digits", "alignq", Recipe(epochs=3), w_bits=4,
-                   a_bits=4, hparams={"admm": False}, fp_recipe=Recipe(epochs=1))
+    assert tuned["format"] == 2 and tuned["code_version"] and tuned["created"]
+    assert tuned["spec"]["hparams"] == {"admm": False} and "lr" not in tuned["spec"]["recipe"]
+    spec = base.with_(seed=3)  # another seed of the same run: the values apply
     applied = apply_tuned(spec, tuned)
     assert applied.recipe.lr == 0.03 and applied.recipe.weight_decay == 2e-4
     assert applied.hparams == {"admm": False, "mu": 0.1, "rho": 0.05} and applied.run_id != spec.run_id
@@ -205,7 +206,8 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
 def test_killed_worker_leaves_no_running_trial(tmp_path, capsys):
     """SIGKILL a worker process mid-trial: its trial is failed, re-queued, resumed, and the study finishes
     (continued through the ``debug`` launcher: the SLURM job function, run in-process by submitit)."""
-    options = _options(tmp_path, n_trials=2, recipe=Recipe(epochs=10, batch_size=32, steps_per_epoch=6))
+    options = _options(tmp_path, BASE.with_(recipe=Recipe(epochs=10, batch_size=32, steps_per_epoch=6)),
+                       n_trials=2)
     study = prepare_study(options, FIRST[:1])
     ensure_parent(options, log=_quiet)
     worker = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "tune.py"), "--worker", "--output",
@@ -296,7 +298,8 @@ def test_cancelled_slurm_job_trial_is_retried(tmp_path, slurm_cluster):  # noqa:
     import benchmarks.tune as tune
     from benchmarks.launch.profiles import load_slurm_profile, make_executor
 
-    options = _options(tmp_path, n_trials=1, recipe=Recipe(epochs=10, batch_size=32, steps_per_epoch=6))
+    options = _options(tmp_path, BASE.with_(recipe=Recipe(epochs=10, batch_size=32, steps_per_epoch=6)),
+                       n_trials=1)
     study = prepare_study(options)
     ensure_parent(options, log=_quiet)
     executor = make_executor(load_slurm_profile(slurm_cluster.profile), tmp_path / "jobs", cluster="slurm")
