@@ -2,19 +2,17 @@
 profile. ``load_grid`` validates a grid completely, so a malformed file fails before anything runs."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from benchmarks.run.labels import check_plain_name
 from benchmarks.run.spec import Recipe, TaskSpec
 
 GRID_DIR = Path(__file__).resolve().parents[1] / "grids"
 PROFILES = ("full", "quick")
-# Names that become paths: no separators, no "..", nothing a shell or file system treats specially.
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
              "arch_options"}
 TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample"}
@@ -77,10 +75,10 @@ def parse_grid(data: Any, path: Path | None = None) -> Grid:
     for key in ("methods", "bits", "seeds", "tasks"):
         if not isinstance(data[key], list) or not data[key]:
             raise GridError(f"malformed {where}: {key!r} must be a non-empty list")
-    name = str(data["name"])
-    if not SAFE_NAME.fullmatch(name) or name in (".", ".."):
-        raise GridError(f"malformed {where}: grid name {name!r} is not a plain name (letters, digits, '.', '_', "
-                        "'-'; it becomes the default output directory outputs/<name>)")
+    try:
+        check_plain_name("grid name", str(data["name"]), "outputs/<name>")
+    except ValueError as err:
+        raise GridError(f"malformed {where}: {err}") from None
     try:
         recipes = {name: _parse_profiles(name, profiles) for name, profiles in dict(data["recipes"]).items()}
         tasks = [_parse_task(entry, recipes) for entry in data["tasks"]]

@@ -16,7 +16,17 @@ METHOD_DISPLAY: dict[str, str] = {
     "emaq-lt": "EmaQ-LT",
 }
 FULL_PRECISION_BITS = 32
+# Names that become paths (grid names, study names): no separators, no "..", nothing a shell treats specially.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _BITS_LABEL = re.compile(r"^W(\d+)/A(\d+)$")
+
+
+def check_plain_name(what: str, name: str, becomes: str) -> str:
+    """``name`` when it is a plain name; else a one-line ValueError saying what is allowed and why."""
+    if not SAFE_NAME.fullmatch(str(name)) or ".." in str(name):
+        raise ValueError(f"{what} {name!r} is not a plain name (letters, digits, '.', '_', '-', at most 100; "
+                         f"it becomes the directory {becomes})")
+    return str(name)
 
 
 def method_display(method: str) -> str:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from benchmarks.run.labels import cell_name
+from benchmarks.run.labels import cell_name, check_plain_name
+from benchmarks.run.redact import redact_url
 from benchmarks.run.rundir import HEARTBEAT_STALE_S
 from benchmarks.run.spec import RunSpec
 from benchmarks.tuning.search_spaces import make_sampler, split_params
@@ -76,6 +77,8 @@ class TuneOptions:
         from benchmarks.run.validate import validate_spec
 
         validate_spec(self.base)
+        if self.study_name is not None:
+            check_plain_name("--study-name", self.study_name, "<output>/tuning/<name>")
         make_sampler(self.sampler, self.sampler_seed)
         if not 0 < self.base.task.val_fraction < 1:
             raise ValueError(f"tuning selects on the validation split: val_fraction must be in (0, 1), got "
@@ -122,7 +125,7 @@ def prepare_study(options: TuneOptions, enqueue: Iterable[dict[str, Any]] = ()):
             study.enqueue_trial(params)
     study.set_user_attr("ops", options.ops())
     study.set_user_attr("output", str(options.study_dir))
-    study.set_user_attr("storage", options.storage or str(options.study_dir / "journal.log"))
+    study.set_user_attr("storage", redact_url(options.storage) or str(options.study_dir / "journal.log"))
     return _attach(study, options)
 
 

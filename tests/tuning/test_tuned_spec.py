@@ -125,6 +125,8 @@ def test_cli_cell_errors_exit_2_with_one_line(tmp_path, capsys):
         "invalid architecture option 'dropout'": [*CELL, "--arch-option", "dropout"],
         "invalid layer policy first='x'": [*CELL, "--first-last", "x/fp"],
         "--profile needs --grid": [*CELL, "--profile", "quick"],
+        "--study-name '../..' is not a plain name": [*CELL, "--study-name", "../.."],
+        "--study-name 'a/b' is not a plain name": [*CELL, "--study-name", "a/b"],
     }
     for message, argv in cases.items():
         assert main(argv + out) == 2, message
