@@ -10,7 +10,7 @@ import logging
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
 from analysis import plotkit as kit
 from analysis.figure_compare import name
@@ -18,6 +18,7 @@ from analysis.figure_compare import name
 log = logging.getLogger("analysis.figures")
 
 PARENT_KEYS = ["task", "arch", "seed", "protocol"]
+QAT_SHARE = 0.35  # of the x axis that the QAT epochs get at least
 
 
 def fp_parent(runs: pd.DataFrame) -> dict[str, str]:
@@ -49,6 +50,34 @@ def fp_epochs(runs: pd.DataFrame, curves: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def widen_qat(axes: list[object], switch: float, lo: float, hi: float) -> bool:
+    """Stretch the x axis after ``switch`` when the QAT epochs would get under QAT_SHARE of its width (a few
+    QAT epochs after many FP ones would put every method's curve on top of the others); ``lo``..``hi`` is the
+    epoch range drawn. Data keep their epoch values, only the scale changes, and the QAT epochs get ticks.
+    False when nothing was stretched."""
+    fp_span, qat_span = switch - lo, hi - switch
+    if fp_span <= 0 or qat_span <= 0:
+        return False
+    k = QAT_SHARE * fp_span / ((1 - QAT_SHARE) * qat_span)
+    if k <= 1:
+        return False
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        return np.where(x <= switch, x, switch + k * (x - switch))
+
+    def inverse(y: np.ndarray) -> np.ndarray:
+        return np.where(y <= switch, y, switch + (y - switch) / k)
+
+    fp_ticks = [t for t in MaxNLocator(nbins=5, integer=True).tick_values(lo, switch) if lo <= t < switch - 1]
+    step = max(1, int(np.ceil(qat_span / 6)))
+    ticks = fp_ticks + [switch] + list(np.arange(switch + step, hi + 0.5, step))
+    for ax in axes:
+        ax.set_xscale("function", functions=(forward, inverse))
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+    return True
+
+
 def build_training_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> kit.Built:
     """Train loss and test accuracy per epoch (metrics.jsonl), mean (± std where n ≥ 2), done runs only."""
     if curves is None or curves.empty:
@@ -59,7 +88,7 @@ def build_training_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> kit.Built
     for task, arch, bits, sub in kit.per_bits(runs, lambda d: d[d["run_id"].isin(curves["run_id"])]):
         fig, (ax_loss, ax_acc) = kit.new_figure(3.9, nrows=2, sharex=True)
         seeds = kit.SeedCounts()
-        switches = set()
+        switches, drawn = set(), []
         for label, method, s in kit.series_of(sub):
             c = curves[curves["run_id"].isin(s["run_id"])]
             x = pd.to_numeric(c["epoch"], errors="coerce")
@@ -70,6 +99,7 @@ def build_training_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> kit.Built
                              label)
                 x = x + shift.fillna(0)
                 switches.update(shift.dropna().unique())
+            drawn += list(x.dropna())
             style = kit.labelled(styles[method], label)
             for ax, col in ((ax_loss, "train_loss"), (ax_acc, "test_acc")):
                 stats = pd.to_numeric(c[col], errors="coerce").groupby(x).agg(["mean", "std", "count"])
@@ -85,8 +115,9 @@ def build_training_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> kit.Built
                          va="top", fontsize=6.5, color="0.35")
         ax_loss.set_ylabel("train loss")
         ax_acc.set_ylabel("test top-1 (%)")
-        ax_acc.set_xlabel("epoch (QAT epochs continue after the FP parent's)")
         ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
+        widened = bool(switches) and widen_qat([ax_loss, ax_acc], min(switches), min(drawn), max(drawn))
+        ax_acc.set_xlabel("epoch: FP, then QAT" + (" (QAT span widened)" if widened else ""))
         kit.set_title(ax_loss, task, arch, bits)
         kit.legend_outside(fig, [ax_loss, ax_acc], seeds.note())
         built.append((f"curves__{name(task, arch, bits)}", fig))

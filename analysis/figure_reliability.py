@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from analysis import plotkit as kit
 from analysis.figure_compare import name
@@ -29,7 +29,7 @@ def build_reliability(runs: pd.DataFrame) -> kit.Built:
     built = []
     for task, arch, bits, sub in kit.per_bits(runs, kit.has_list("reliability")):
         fig, (ax, ax_n) = kit.new_figure(3.5, nrows=2, sharex=True, height_ratios=[3, 1.3])
-        ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=0.9, label="perfect calibration")
+        ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=0.9, label="calibrated")
         seeds = kit.SeedCounts()
         for label, method, s in kit.series_of(sub):
             bins = pooled_bins(list(s["reliability"]))
@@ -53,6 +53,7 @@ def build_reliability(runs: pd.DataFrame) -> kit.Built:
         ax.set_ylabel("accuracy")
         kit.set_title(ax, task, arch, bits)
         ax_n.set_yscale("log")
+        ax_n.yaxis.set_major_locator(LogLocator(base=10, numticks=12))  # every decade, not every third
         ax_n.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 100, not 10^2
         ax_n.yaxis.set_minor_formatter(NullFormatter())
         ax_n.set_ylabel("samples per bin\n(all seeds)")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from analysis import plotkit as kit
 from analysis.collect import collect_runs, read_curves
 from analysis.figure_compare import build_hmt_bars, build_metric_vs_bits, build_per_class, build_shift_heatmap
-from analysis.figure_curves import build_training_curves, fp_epochs
+from analysis.figure_curves import build_training_curves, fp_epochs, widen_qat
 from analysis.figure_reliability import build_reliability
 from analysis.style import SPARE_COLORS, SPARE_DASHES, SPARE_MARKERS, method_style, styles_for
 from benchmarks.run.labels import METHOD_DISPLAY, METHOD_ORDER
@@ -196,7 +196,7 @@ def test_legends_show_display_names_in_method_styles(built, sweep):
     for kind in ("acc_vs_bits", "per_class", "reliability", "curves"):
         for stem, fig in built[kind]:
             labels = [t.get_text() for t in legend_of(fig).get_texts()]
-            assert {"FP", "LSQ"} <= set(labels) <= {"FP", "LSQ", "AlignQ", "perfect calibration"}, stem
+            assert {"FP", "LSQ"} <= set(labels) <= {"FP", "LSQ", "AlignQ", "calibrated"}, stem
             for ax in fig.axes:
                 for line in ax.get_lines():
                     style = by_label.get(line.get_label())
@@ -256,6 +256,19 @@ def test_qat_curves_start_after_the_fp_epochs(built, sweep):
     assert set(fp_epochs(runs, curves).values()) == {3.0}
 
 
+def test_few_qat_epochs_after_many_fp_epochs_get_a_wider_span():
+    """15 FP + 2 QAT epochs (the demo grid): the QAT part is stretched to be readable, data untouched."""
+    _, ax = kit.new_figure(2.0)
+    ax.plot(np.arange(1, 16), np.zeros(15))
+    ax.plot([16, 17], [1, 1])
+    assert widen_qat([ax], 15, 1, 17)
+    ticks = list(ax.get_xticks())
+    assert {15, 16, 17} <= set(ticks) and ax.get_lines()[1].get_xdata().tolist() == [16, 17]
+    to_px = ax.transData.transform
+    assert to_px((17, 0))[0] - to_px((15, 0))[0] > 0.3 * (to_px((17, 0))[0] - to_px((1, 0))[0])
+    assert not widen_qat([ax], 3, 1, 6)  # 3 + 3 epochs: already readable
+
+
 def test_fp_parent_found_without_init_from(sweep):
     """Records without init_from (older specs) fall back to the FP run of the same task, arch and seed; with
     no curve of the parent, its recipe's epochs count."""
@@ -270,7 +283,8 @@ def test_fp_parent_found_without_init_from(sweep):
 def test_reliability_diagrams_show_bin_counts(built):
     for stem, fig in built["reliability"]:
         diagram, counts = fig.axes
-        assert diagram.get_xlabel() == "" and counts.get_xlabel() == "confidence", stem  # shared x, counts below
+        # one shared confidence axis, labelled under the count panel
+        assert diagram.get_xlabel() == "" and counts.get_xlabel() == "confidence", stem
         assert counts.get_yscale() == "log" and counts.get_ylabel().startswith("samples per bin"), stem
         steps = [p for p in counts.patches if type(p).__name__ == "StepPatch"]
         assert len(steps) >= 2, stem  # one count outline per method
