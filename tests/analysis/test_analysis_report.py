@@ -32,7 +32,7 @@ def report(sweep, tmp_path_factory):
     return code, out
 
 
-FIGURE_KINDS = {"acc_vs_bits": 3, "hmt": 2, "per_class": 2, "shift_heatmap": 3, "ece_vs_bits": 3,
+FIGURE_KINDS = {"acc_vs_bits": 3, "hmt": 2, "per_class": 2, "shift_heatmap": 2, "ece_vs_bits": 3,
                 "reliability": 4, "curves": 4}
 
 
