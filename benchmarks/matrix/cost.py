@@ -2,11 +2,16 @@
 training throughputs per architecture, and each method's measured training-step time relative to FP.
 
 The FP throughputs are assumptions for one modern data-centre GPU at fp32 and are printed as such. The
-per-method ratios were measured (``benchmarks/bench_speed.py``, docs/speed.md: ResNet-20 W4/A4, batch 128,
-fp32, an H100, 2026-11-23, before the fused kernels and the removal of host synchronisation). At that size
-every method was host-bound, so for larger models, where the GPU is the bottleneck, they overstate the cost:
-read the estimate as an upper bound for quantized runs."""
+per-method ratios are data, not code: ``measured_ratios.json`` beside this file holds them with the date,
+device and command that measured them (``benchmarks/bench_speed.py``); ``$QBENCH_COST_RATIOS`` names another
+file. The dry run prints where its ratios came from."""
 from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from benchmarks.data.longtail import long_tail_counts
 from benchmarks.data.registry import get_spec, parse_name
@@ -21,11 +26,39 @@ NOMINAL_TRAIN_IMAGES = {
 # Assumed FP training images per second on one GPU (fp32); ResNet-20 measured 16,842 (H100, docs/speed.md).
 ASSUMED_IMAGES_PER_S = {"dann_digits": 40000, "resnet20": 17000, "resnet32": 13000, "resnet56": 7500,
                         "mobilenetv2_cifar": 6000, "resnet18": 2500, "resnet50": 800}
-# Measured training step / FP training step (H100, fp32, ResNet-20 W4/A4; see the module docstring).
-MEASURED_STEP_RATIO = {"fp": 1.0, "lsq": 3.40, "dorefa": 3.84, "alignq": 12.44, "climbq": 3.99, "emaq": 7.30,
-                       "emaq-lt": 7.43}
-UNMEASURED_STEP_RATIO = max(MEASURED_STEP_RATIO.values())  # a method added later: the most expensive one
 EVAL_OVERHEAD = 1.1
+DEFAULT_RATIOS = Path(__file__).resolve().parent / "measured_ratios.json"
+
+
+def ratios_path() -> Path:
+    return Path(os.environ.get("QBENCH_COST_RATIOS") or DEFAULT_RATIOS)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, mtime: float) -> dict[str, Any]:
+    data = json.loads(Path(path).read_text())
+    ratios = data.get("step_ratio_vs_fp")
+    if not isinstance(ratios, dict) or not ratios or not all(
+            isinstance(v, (int, float)) and v > 0 for v in ratios.values()):
+        raise ValueError(f"{path}: 'step_ratio_vs_fp' must map methods to positive numbers")
+    return data
+
+
+def measurement() -> dict[str, Any]:
+    """The measured-ratios record in force (``date``, ``device``, ``command``, ``step_ratio_vs_fp``...)."""
+    path = ratios_path()
+    return _load(str(path), path.stat().st_mtime)
+
+
+def measured_step_ratios() -> dict[str, float]:
+    return dict(measurement()["step_ratio_vs_fp"])
+
+
+def source_line() -> str:
+    """Where the ratios come from, for the dry run's output."""
+    m = measurement()
+    return (f"QAT step x FP measured {m.get('date')} on {m.get('device')} ({m.get('arch')} {m.get('bits')}, "
+            f"batch {m.get('batch_size')}; {ratios_path().name})")
 
 
 def train_images(dataset: str, val_fraction: float) -> int:
@@ -41,7 +74,8 @@ def train_images(dataset: str, val_fraction: float) -> int:
 def step_ratio(spec: RunSpec) -> float:
     """A training step of ``spec``'s method relative to FP, as measured with the method's default options
     (AlignQ with ADMM off is cheaper than this; it has no GPU measurement of its own)."""
-    return MEASURED_STEP_RATIO.get(spec.method, UNMEASURED_STEP_RATIO)
+    ratios = measured_step_ratios()
+    return ratios.get(spec.method, max(ratios.values()))  # a method not measured yet: the costliest one
 
 
 def gpu_hours(spec: RunSpec) -> float:

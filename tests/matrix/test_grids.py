@@ -1,6 +1,8 @@
 """Grids expand to validated run specs; the run_matrix CLI refuses bad input with one line and exit 2."""
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 from pathlib import Path
@@ -38,21 +40,39 @@ def test_longtail_counts_and_filters():
 
 
 def test_gpu_hour_estimate_follows_the_measured_cost_of_each_method():
-    from benchmarks.matrix.cost import MEASURED_STEP_RATIO, gpu_hours
+    from benchmarks.matrix.cost import gpu_hours, measured_step_ratios
+
+    ratios = measured_step_ratios()
 
     specs = expand(load_grid("longtail"), "full", Filters(datasets=("cifar10-lt-r100",), archs=("resnet20",),
                                                         bits=("4/4",), seeds=(0,)))
     hours = {s.method: gpu_hours(s) for s in specs}
-    assert set(hours) == set(MEASURED_STEP_RATIO)
+    assert set(hours) == set(ratios)
     fp = specs[0]
     # CIFAR-10-LT rho=100 has 12,406 training images: epochs x steps x batch / 17,000 images/s, x 1.1 for eval
     steps = int(12406 * (1 - fp.task.val_fraction)) // fp.recipe.batch_size
     assert hours["fp"] == pytest.approx(fp.recipe.epochs * steps * fp.recipe.batch_size / 17000 * 1.1 / 3600)
     qat = next(s for s in specs if s.method == "lsq")
-    for method, ratio in MEASURED_STEP_RATIO.items():
+    for method, ratio in ratios.items():
         if method != "fp":  # QAT runs share a recipe, so their hours scale with the measured step ratio
-            assert hours[method] / hours["lsq"] == pytest.approx(ratio / MEASURED_STEP_RATIO["lsq"])
+            assert hours[method] / hours["lsq"] == pytest.approx(ratio / ratios["lsq"])
     assert hours["alignq"] > hours["emaq"] > hours["lsq"] and qat.recipe.epochs > 0
+
+
+def test_the_estimate_follows_the_measured_ratios_file(tmp_path, monkeypatch):
+    from benchmarks.matrix import cost
+
+    specs = expand(load_grid("smoke"), "full")
+    qat = next(s for s in specs if s.method != "fp")
+    before = cost.gpu_hours(qat)
+    record = json.loads(cost.DEFAULT_RATIOS.read_text())
+    record["step_ratio_vs_fp"][qat.method] *= 2
+    record.update(date="2030-01-01", device="a test GPU")
+    changed = tmp_path / "ratios.json"
+    changed.write_text(json.dumps(record))
+    monkeypatch.setenv("QBENCH_COST_RATIOS", str(changed))
+    assert cost.gpu_hours(qat) == pytest.approx(2 * before)
+    assert "2030-01-01" in cost.source_line() and "a test GPU" in cost.source_line()
 
 
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
