@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from methods import DomainBatch, get_method, prepare
-from methods.alignq import AdmmCorrelation, admm_layer_loss, admm_update, attach_admm, batch_correlation
+from methods.admm import AdmmCorrelation, admm_layer_loss, admm_update, attach_admm, batch_correlation
 from methods.cdf import CdfActQuantizer
 from tests.methods.test_method_cdf import (
     TinyNet,

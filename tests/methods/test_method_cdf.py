@@ -17,7 +17,7 @@ from torch import nn
 
 from methods import BatchContext, DomainBatch, Quantizer, calibrate, get_method, prepare
 from methods.cdf import ALPHA_A, ALPHA_W, CdfActQuantizer, CdfWeightQuantizer, weight_cdf
-from methods.emaq import DomainCdfActQuantizer
+from methods.emaq_core import DomainCdfActQuantizer
 from methods.quant import normal_cdf, normal_pdf
 
 CDF_METHODS = ["alignq", "climbq", "emaq", "emaq-lt"]

@@ -10,7 +10,7 @@ from scipy.stats import f as f_dist
 
 from methods import BatchContext, get_method
 from methods.cdf import CdfActQuantizer, ClassSigma
-from methods.climbq import homovar_class_weights, homovar_loss
+from methods.homovar import homovar_class_weights, homovar_loss
 from methods.quant import cdf_grid, normal_cdf
 from tests.methods.test_method_cdf import (
     build,

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from methods import BatchContext, DomainBatch, get_method
-from methods.alignq import AdmmCorrelation
+from methods.admm import AdmmCorrelation
 from methods.cdf import ClassSigma
-from methods.climbq import homovar_class_weights
-from methods.emaq import BN_EPS, DomainCdfActQuantizer, aggregation_weights
+from methods.emaq_core import BN_EPS, DomainCdfActQuantizer, aggregation_weights
+from methods.homovar import homovar_class_weights
 from methods.quant import cdf_grid, normal_cdf
 from tests.methods.test_method_cdf import (
     NUM_CLASSES,

@@ -206,7 +206,7 @@ def test_training_steps_bit_identical_to_reference_composites(method, arch, monk
     weights, bit for bit, whether the quantizers use the fused kernels or the reference composites."""
     import methods.cdf
     import methods.dorefa
-    import methods.emaq
+    import methods.emaq_core
     import methods.lsq
     import methods.quant
     from benchmarks.models import build_model
@@ -253,7 +253,7 @@ def test_training_steps_bit_identical_to_reference_composites(method, arch, monk
     monkeypatch.setattr(methods.quant, "quantize_unit", quantize_unit_reference)
     monkeypatch.setattr(methods.cdf, "normal_cdf", normal_cdf_reference)
     monkeypatch.setattr(methods.cdf, "cdf_grid", cdf_grid_reference)
-    monkeypatch.setattr(methods.emaq, "batch_standardize", batch_standardize_reference)
+    monkeypatch.setattr(methods.emaq_core, "batch_standardize", batch_standardize_reference)
     reference = train()
     assert len(fused) == len(reference)
     for a, b in zip(fused, reference):
