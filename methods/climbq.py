@@ -13,7 +13,7 @@ from torch import nn
 from methods.base import ActQuantizer, LayerPolicy, QuantMethod, WeightQuantizer
 from methods.cdf import CdfActQuantizer, CdfWeightQuantizer, ClassSigma, check_option, is_number
 from methods.context import BatchContext
-from methods.homovar import COUNT_MODES, weighted_homovar
+from methods.homovar import COUNT_MODES, HOMOVAR_DEFAULTS, check_homovar_options, weighted_homovar
 from methods.registry import register
 
 SIGMA_MODE_NAMES = {"code_batch": "batch", "prior": "prior"}  # option value -> ClassSigma mode
@@ -25,13 +25,14 @@ class ClimbQ(QuantMethod):
     quantized_types = (nn.Conv2d,)
     default_layer_policy = LayerPolicy("same", "fp")
     defaults = {"sigma_mode": "code_batch", "sigma_scale": 1.0, "count_mode": "global", "alpha": 0.05,
-                "beta0": 0.999}
+                "beta0": 0.999, **HOMOVAR_DEFAULTS}
     search_space = {"beta0": ("float", 0.99, 0.9999, False)}
 
     def validate(self) -> None:
         h = self.hparams
         self._check_choice("sigma_mode", tuple(SIGMA_MODE_NAMES))
         self._check_choice("count_mode", COUNT_MODES)
+        check_homovar_options(self)
         check_option(self, "sigma_scale", is_number(h["sigma_scale"]) and h["sigma_scale"] > 0,
                      "a number > 0")
         check_option(self, "alpha", is_number(h["alpha"]) and 0 < h["alpha"] < 1, "a number in (0, 1)")
@@ -47,4 +48,5 @@ class ClimbQ(QuantMethod):
     def task_loss(self, logits: torch.Tensor, targets: torch.Tensor, features: torch.Tensor,
                   context: BatchContext) -> torch.Tensor:
         h = self.hparams
-        return weighted_homovar(logits, targets, features, context, h["count_mode"], h["alpha"], h["beta0"])
+        return weighted_homovar(logits, targets, features, context, h["count_mode"], h["alpha"], h["beta0"],
+                                h["homovar_roots"], h["homovar_zero_features"])

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from methods.cdf import ClassSigma, check_option, is_number
 from methods.context import BatchContext
 from methods.emaq_core import EmaQBase
-from methods.homovar import class_counts, homovar_class_weights
+from methods.homovar import HOMOVAR_DEFAULTS, check_homovar_options, class_counts, homovar_class_weights
 from methods.registry import register
 
 LTSCALE_MODES: tuple[str, ...] = ("prior", "batch")
@@ -46,7 +46,7 @@ def max_confidence(logits: torch.Tensor) -> torch.Tensor:
 @register("emaq-lt")
 class EmaQLT(EmaQBase):
     defaults = {**EmaQBase.defaults, "ltscale_mode": "prior", "s0": 1.0, "la_mode": "conf_train", "tau0": 1.0,
-                "homovar": False}
+                "homovar": False, **HOMOVAR_DEFAULTS}
     search_space = {**EmaQBase.search_space, "tau0": ("float", 0.0, 2.0, False),
                     "s0": ("float", 0.5, 2.0, False)}
 
@@ -58,6 +58,7 @@ class EmaQLT(EmaQBase):
         check_option(self, "s0", is_number(h["s0"]) and h["s0"] > 0, "a number > 0")
         check_option(self, "tau0", is_number(h["tau0"]) and h["tau0"] >= 0, "a number >= 0")
         check_option(self, "homovar", isinstance(h["homovar"], bool), "true, false")
+        check_homovar_options(self)
 
     def class_sigma(self) -> ClassSigma:
         return ClassSigma(self.hparams["ltscale_mode"], float(self.hparams["s0"]))
@@ -72,9 +73,11 @@ class EmaQLT(EmaQBase):
             strength = tau * confidence
             logits = logits + strength[:, None] * log_prior(context, logits.shape[1]).to(logits.device)
         per_sample = F.cross_entropy(logits, targets, reduction="none")
-        if self.hparams["homovar"]:
+        h = self.hparams
+        if h["homovar"]:
             counts = class_counts(context, targets, logits.shape[1], "global")
-            weights = homovar_class_weights(features, targets, counts, HOMOVAR_ALPHA, HOMOVAR_BETA0)
+            weights = homovar_class_weights(features, targets, counts, HOMOVAR_ALPHA, HOMOVAR_BETA0,
+                                            h["homovar_roots"], h["homovar_zero_features"])
             per_sample = per_sample * weights.to(per_sample)[targets]
         return per_sample.mean()
 
