@@ -1,6 +1,7 @@
 """AlignQ (Chen, Yang, Chen, CVPR 2022): CDF alignment quantization with ADMM correlation preservation.
 
-Equations and conventions: ``docs/methods/alignq.md``. Quantizers: ``methods.cdf`` (C1–C4; weights α_w = 1,
+Equations and conventions: ``docs/methods/alignq.md``. Quantizers: ``methods.cdf`` (C1–C4 of
+``docs/methods/cdf.md``; weights α_w = 1,
 activations after every BN, α_a = 2, Φ(·; 0, 1)); only Conv2d layers are quantized and the classifier stays
 FP (the code's convention). ADMM correlation preservation in the form of the authors' code (D, the per-layer
 loss, the A11/A12 updates after each step): ``methods.admm``.

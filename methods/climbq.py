@@ -1,6 +1,7 @@
 """ClimbQ (Chen, Yang, Chen, NeurIPS 2022): class-imbalanced quantization, as in the authors' code.
 
-Equations and conventions: ``docs/methods/climbq.md``. Quantizers: ``methods.cdf`` (C1–C3, α_w = 1,
+Equations and conventions: ``docs/methods/climbq.md``. Quantizers: ``methods.cdf`` (C1–C3 of
+``docs/methods/cdf.md``, α_w = 1,
 α_a = 2, post-BN, classifier FP) with a per-sample σ from the sample's class (V1–V4, ``cdf.ClassSigma``):
 σ_j = s·(2 − p̃_j) in training, σ = 2·s at test. The task loss is the HomoVar loss (H1–H10,
 ``methods.homovar``) alone, with no separate cross-entropy term.

@@ -1,4 +1,4 @@
-"""LSQ, Learned Step Size Quantization (Esser et al., ICLR 2020), equations L1–L6 of spec section 6.
+"""LSQ, Learned Step Size Quantization (Esser et al., ICLR 2020): equations L1–L6 of ``docs/methods/lsq.md``.
 
 * L1/L2: v̂ = round(clip(v/s, −Q_N, Q_P))·s; weights signed (Q_N = 2^{b−1}, Q_P = 2^{b−1}−1); activations
   unsigned (Q_N = 0, Q_P = 2^b−1) where the input is non-negative, signed where it can be negative (the

@@ -1,6 +1,6 @@
-"""EmaQ / EmaQ-LT (INFERRED reconstruction, spec 5): per-domain statistics (E1–E2), sensitivity-aware
-aggregation (E4–E7; γ = 0 = the plain average, bit-exact; K local steps = FedAvg), logit adjustment
-(E10–E12)."""
+"""EmaQ / EmaQ-LT (INFERRED reconstruction, ``docs/methods/emaq.md``, ``docs/methods/emaq-lt.md``):
+per-domain statistics (E1–E2), sensitivity-aware aggregation (E4–E7; γ = 0 = the plain average, bit-exact;
+K local steps = FedAvg), logit adjustment (E10–E12)."""
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,4 @@
-"""LSQ against equations L1–L6 (spec section 6) on hand-checked tensors."""
+"""LSQ against equations L1–L6 (``docs/methods/lsq.md``) on hand-checked tensors."""
 from __future__ import annotations
 
 import math

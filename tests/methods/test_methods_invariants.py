@@ -1,4 +1,6 @@
-"""Invariants every registered method must satisfy (design.md, "the one quantizer interface", point 5)."""
+"""Invariants every registered method satisfies at every bit width (README.md, "Extending"): at most 2^k
+distinct values per quantized tensor, a bit-exact identity at 32 bits, gradients to every trainable parameter,
+and the model state (quantizer parameters and buffers included) round-tripping through a checkpoint."""
 from __future__ import annotations
 
 import copy
