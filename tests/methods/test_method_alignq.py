@@ -132,7 +132,8 @@ def test_options_and_search_space():
 
 
 def test_admm_placement_on_the_code_architectures():
-    """``admm_layers``: every post-BN quantizer of ResNet-20 (21), the bn3 of each ResNet-50 bottleneck (16)."""
+    """``admm_layers``: every post-BN quantizer of ResNet-20 (21), the bn3 of each ResNet-50 bottleneck
+    (16)."""
     from benchmarks.models import build_model
     for arch, layers, size, expected in (("resnet20", "all", 32, 21), ("resnet50", "block_last", 64, 16)):
         net = build_model(arch, 10, in_channels=3, input_size=(size, size))
