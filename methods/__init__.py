@@ -5,7 +5,8 @@ from methods.prepare import calibrate, layer_report, prepare, quantizers
 from methods.registry import available_methods, get_method, method_class, register
 
 __all__ = [
-    "ActQuantizer", "BatchContext", "DomainBatch", "LayerPolicy", "QuantMethod", "Quantizer", "WeightQuantizer",
+    "ActQuantizer", "BatchContext", "DomainBatch", "LayerPolicy", "QuantMethod", "Quantizer",
+    "WeightQuantizer",
     "available_methods", "calibrate", "get_method", "layer_report", "method_class", "prepare", "quantizers",
     "register",
 ]

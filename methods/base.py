@@ -95,7 +95,8 @@ class ActQuantizer(Quantizer):
 
     def __init__(self, bits: int, signed: bool | None = None) -> None:
         super().__init__(bits)
-        self.register_buffer("signed_flag", torch.tensor(-1 if signed is None else int(signed), dtype=torch.int8))
+        flag = -1 if signed is None else int(signed)
+        self.register_buffer("signed_flag", torch.tensor(flag, dtype=torch.int8))
         self.register_buffer("initialized", torch.tensor(False))
         self.calibrating = False
         # Host-side mirrors of the two buffers: once read as set they are not read again, so a forward on a
@@ -156,7 +157,8 @@ class QuantMethod:
     default_layer_policy: ClassVar[LayerPolicy] = LayerPolicy("8bit", "8bit")
     # The method's own knobs with their defaults; the only keys accepted by __init__.
     defaults: ClassVar[dict[str, Any]] = {}
-    # Optuna search space: name -> ("float", low, high, log) | ("int", low, high) | ("categorical", [choices]).
+    # Optuna search space: name -> ("float", low, high, log) | ("int", low, high)
+    # | ("categorical", [choices]).
     search_space: ClassVar[dict[str, tuple]] = {}
     quantizes: ClassVar[bool] = True
 
@@ -164,7 +166,8 @@ class QuantMethod:
         unknown = sorted(set(hparams) - set(self.defaults))
         if unknown:
             valid = ", ".join(sorted(self.defaults)) or "none"
-            raise ValueError(f"unknown hyper-parameter {unknown[0]!r} for method {self.name!r}; valid: {valid}")
+            raise ValueError(f"unknown hyper-parameter {unknown[0]!r} for method {self.name!r}; "
+                             f"valid: {valid}")
         self.hparams: dict[str, Any] = {**self.defaults, **hparams}
         self.validate()
 

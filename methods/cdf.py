@@ -1,4 +1,4 @@
-"""The CDF ("alignment") quantizer shared by AlignQ, ClimbQ, EmaQ and EmaQ-LT (spec section 2, C1–C5).
+"""The CDF ("alignment") quantizer of AlignQ, ClimbQ, EmaQ and EmaQ-LT (``docs/methods/cdf.md``, C1–C5).
 
 * C1 weights: u = Φ(w; μ_w, σ_w) with μ_w, σ_w the mean and (unbiased) std of *this* weight tensor,
   computed with gradient flowing through them as in the authors' code; α_w = 1.

@@ -1,100 +1,23 @@
 """ClimbQ (Chen, Yang, Chen, NeurIPS 2022): class-imbalanced quantization, as in the authors' code.
 
-Spec section 4. Quantizers: ``methods.cdf`` (C1–C3, α_w = 1, α_a = 2, post-BN, classifier FP) with a
-per-sample σ from the sample's class (V1–V4, ``cdf.ClassSigma``): σ_j = s·(2 − p̃_j) in training, σ = 2·s at
-test. The task loss is the HomoVar loss (H1–H10) alone, with no separate cross-entropy term.
-
-HomoVar (per minibatch, weights without gradient): Levene deviations of the penultimate features per class
-(H1–H3), the F quantile F*_{K−1,N−K}(1 − α) (H4, scipy), between/within mean squares (H5), each class's
-budget (H6), the admissible class-size interval from a quadratic (H7), β_i from the distance to it (H8),
-class-balanced weights (H9), and a class-weighted binary cross-entropy on the softmax (H10).
+Equations and conventions: ``docs/methods/climbq.md``. Quantizers: ``methods.cdf`` (C1–C3 of
+``docs/methods/cdf.md``, α_w = 1,
+α_a = 2, post-BN, classifier FP) with a per-sample σ from the sample's class (V1–V4, ``cdf.ClassSigma``):
+σ_j = s·(2 − p̃_j) in training, σ = 2·s at test. The task loss is the HomoVar loss (H1–H10,
+``methods.homovar``) alone, with no separate cross-entropy term.
 """
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
-from scipy.stats import f as f_dist
 from torch import nn
 
 from methods.base import ActQuantizer, LayerPolicy, QuantMethod, WeightQuantizer
 from methods.cdf import CdfActQuantizer, CdfWeightQuantizer, ClassSigma, check_option, is_number
-from methods.context import BatchContext, count_labels
+from methods.context import BatchContext
+from methods.homovar import COUNT_MODES, HOMOVAR_DEFAULTS, check_homovar_options, weighted_homovar
 from methods.registry import register
 
 SIGMA_MODE_NAMES = {"code_batch": "batch", "prior": "prior"}  # option value -> ClassSigma mode
-COUNT_MODES: tuple[str, ...] = ("global", "batch")
-
-
-def homovar_class_weights(features: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor, alpha: float,
-                          beta0: float) -> torch.Tensor:
-    """H1–H9: the normalised class weights w (K,) for one minibatch, in float64, without gradient.
-
-    ``counts`` (K,) are the n_i of H1/H3/H5/H9: the global training counts (code) or the batch counts.
-    Guards (the code would give NaN/inf): a class with n_i = 0 gets weight 0 and the weights are normalised to
-    mean 1 over classes with n_i > 0; no real root (negative discriminant) or z̄ = 0 → β_i = β₀; β_i = 1 → the
-    limit 1/n_i; fewer than two classes or N ≤ K → degrees of freedom floored at 1.
-    """
-    f = features.detach().double().flatten(1)
-    n = counts.detach().double().to(f.device)
-    k = n.numel()
-    if k < 2:
-        return torch.ones(k, dtype=torch.float64, device=f.device)
-    onehot = F.one_hot(labels, k).double()
-    safe_n = n.clamp_min(1.0)
-    centers = onehot.T @ f / safe_n[:, None]                          # H1: batch sum / n_i
-    z = (f - centers[labels]).abs().sum(1)                            # H2: L1 deviation per sample
-    z_sum = onehot.T @ z                                              # H3: Z_i
-    z_bar_i = z_sum / safe_n
-    z_bar = z_bar_i.mean()
-    dfd = max(float(n.sum()) - k, 1.0)
-    f_star = float(f_dist.ppf(1.0 - alpha, k - 1, dfd))               # H4
-    msw = (z - z_bar_i[labels]).pow(2).sum() / dfd                    # H5
-    sb = n * (z_bar_i - z_bar).pow(2)
-    msb = sb.sum() / (k - 1)
-    budget = f_star * msw * (k - 1) - (msb * (k - 1) - sb)            # H6
-    a, b, c = z_bar.pow(2), -(2.0 * z_bar * z_sum + budget), z_sum.pow(2)   # H7: a·n² + b·n + c ≤ 0
-    disc = b * b - 4.0 * a * c
-    real = (disc >= 0) & (a > 0)
-    root = disc.clamp_min(0.0).sqrt()
-    a_safe = torch.where(a > 0, a, torch.ones_like(a))
-    r1, r2 = ((-b - root) / (2 * a_safe)).abs(), ((-b + root) / (2 * a_safe)).abs()
-    lower, upper = torch.minimum(r1, r2), torch.maximum(r1, r2)
-    below, above = real & (n < lower), real & (n > upper)
-    gap = torch.where(below, lower - n, torch.where(above, n - upper, torch.ones_like(n)))
-    log_beta = torch.where(below | above, 1.0 / gap, torch.ones_like(n)) * math.log(beta0)   # H8 (log β_i)
-    num, den = -torch.expm1(log_beta), -torch.expm1(n * log_beta)    # H9: (1 − β)/(1 − β^n), stably
-    w = torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), 1.0 / safe_n)
-    w = torch.where(n > 0, w, torch.zeros_like(w))
-    return w * (n > 0).sum() / w.sum()
-
-
-def homovar_loss(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
-    """H10: (1/(B·K)) Σ_j w_{y_j} Σ_c BCE(P_jc, Y_jc), P = softmax(logits), log(1 − P) computed stably."""
-    logp = F.log_softmax(logits.float(), dim=1)
-    log_not_p = torch.log((-torch.expm1(logp)).clamp_min(torch.finfo(logp.dtype).tiny))
-    onehot = F.one_hot(labels, logits.shape[1]).to(logp.dtype)
-    per_sample = -(onehot * logp + (1.0 - onehot) * log_not_p).sum(1)
-    return (class_weights.to(logp)[labels] * per_sample).sum() / logits.numel()
-
-
-def class_counts(context: BatchContext, labels: torch.Tensor, num_classes: int,
-                 count_mode: str) -> torch.Tensor:
-    """The n_i of HomoVar: the global training counts (``context.class_counts``) or the batch's counts."""
-    if count_mode == "batch":
-        return count_labels(labels, num_classes).double()
-    counts = context.class_counts
-    if counts is None:
-        raise ValueError("HomoVar with count_mode='global' needs context.class_counts (training counts)")
-    return counts
-
-
-def weighted_homovar(logits: torch.Tensor, labels: torch.Tensor, features: torch.Tensor,
-                     context: BatchContext, count_mode: str, alpha: float, beta0: float) -> torch.Tensor:
-    """H1–H10 for one labelled batch."""
-    counts = class_counts(context, labels, logits.shape[1], count_mode)
-    return homovar_loss(logits, labels, homovar_class_weights(features, labels, counts, alpha, beta0))
 
 
 @register("climbq")
@@ -103,13 +26,14 @@ class ClimbQ(QuantMethod):
     quantized_types = (nn.Conv2d,)
     default_layer_policy = LayerPolicy("same", "fp")
     defaults = {"sigma_mode": "code_batch", "sigma_scale": 1.0, "count_mode": "global", "alpha": 0.05,
-                "beta0": 0.999}
+                "beta0": 0.999, **HOMOVAR_DEFAULTS}
     search_space = {"beta0": ("float", 0.99, 0.9999, False)}
 
     def validate(self) -> None:
         h = self.hparams
         self._check_choice("sigma_mode", tuple(SIGMA_MODE_NAMES))
         self._check_choice("count_mode", COUNT_MODES)
+        check_homovar_options(self)
         check_option(self, "sigma_scale", is_number(h["sigma_scale"]) and h["sigma_scale"] > 0,
                      "a number > 0")
         check_option(self, "alpha", is_number(h["alpha"]) and 0 < h["alpha"] < 1, "a number in (0, 1)")
@@ -125,4 +49,5 @@ class ClimbQ(QuantMethod):
     def task_loss(self, logits: torch.Tensor, targets: torch.Tensor, features: torch.Tensor,
                   context: BatchContext) -> torch.Tensor:
         h = self.hparams
-        return weighted_homovar(logits, targets, features, context, h["count_mode"], h["alpha"], h["beta0"])
+        return weighted_homovar(logits, targets, features, context, h["count_mode"], h["alpha"], h["beta0"],
+                                h["homovar_roots"], h["homovar_zero_features"])

@@ -33,8 +33,8 @@ def count_labels(labels: torch.Tensor, num_classes: int | None) -> torch.Tensor:
     the same integers either way."""
     if num_classes is None:
         return torch.bincount(labels).float()
-    return torch.zeros(num_classes, device=labels.device).index_add_(0, labels, torch.ones_like(labels,
-                                                                                               dtype=torch.float))
+    ones = torch.ones_like(labels, dtype=torch.float)
+    return torch.zeros(num_classes, device=labels.device).index_add_(0, labels, ones)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""DoReFa-Net (Zhou et al., 2016), equations D1, D2, D4 of spec section 7.
+"""DoReFa-Net (Zhou et al., 2016): equations D1, D2, D4 of ``docs/methods/dorefa.md``.
 
 * D2 (k > 1): w_q = 2·quantize_k(tanh(w) / (2·max|tanh(w)|) + ½) − 1, max over the layer, gradient flowing
   through the max as in the authors' tensorpack code. ``rescale_by_max=True`` reproduces the PyTorch port

@@ -1,4 +1,6 @@
-"""EmaQ-LT: EmaQ for long-tailed data — an INFERRED reconstruction (spec 5.4), on top of ``methods.emaq``.
+"""EmaQ-LT: EmaQ for long-tailed data — an INFERRED reconstruction, on top of ``methods.emaq_core``.
+
+Equations and options: ``docs/methods/emaq-lt.md``.
 
 * E8–E9 class-conditioned variance scaling: in training the projection of sample j is Φ((x − μ_d)/σ_d; 0, σ_j)
   with σ_j = s₀·h_j, h_j = 2 − π_{y_j} (``ltscale_mode="prior"``, global training prior) or 2 − p̃_j
@@ -9,7 +11,7 @@
   ``conf_posthoc``: plain CE in training and, at evaluation, z − τ₀·c(x)·log π (E12's optional variant).
   A class with prior 0 gets the smallest positive prior (log 0 is undefined).
 * ``homovar=True``: each sample's loss is weighted by ClimbQ's HomoVar class weight (H1–H9, global training
-  counts, α = 0.05, β₀ = 0.999) — the optional reweighting of spec 5.4.
+  counts, α = 0.05, β₀ = 0.999, ``methods.homovar``) — an optional reweighting.
 """
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from methods.cdf import ClassSigma, check_option, is_number
-from methods.climbq import class_counts, homovar_class_weights
 from methods.context import BatchContext
-from methods.emaq import EmaQ
+from methods.emaq_core import EmaQBase
+from methods.homovar import HOMOVAR_DEFAULTS, check_homovar_options, class_counts, homovar_class_weights
 from methods.registry import register
 
 LTSCALE_MODES: tuple[str, ...] = ("prior", "batch")
@@ -42,10 +44,11 @@ def max_confidence(logits: torch.Tensor) -> torch.Tensor:
 
 
 @register("emaq-lt")
-class EmaQLT(EmaQ):
-    defaults = {**EmaQ.defaults, "ltscale_mode": "prior", "s0": 1.0, "la_mode": "conf_train", "tau0": 1.0,
-                "homovar": False}
-    search_space = {**EmaQ.search_space, "tau0": ("float", 0.0, 2.0, False), "s0": ("float", 0.5, 2.0, False)}
+class EmaQLT(EmaQBase):
+    defaults = {**EmaQBase.defaults, "ltscale_mode": "prior", "s0": 1.0, "la_mode": "conf_train", "tau0": 1.0,
+                "homovar": False, **HOMOVAR_DEFAULTS}
+    search_space = {**EmaQBase.search_space, "tau0": ("float", 0.0, 2.0, False),
+                    "s0": ("float", 0.5, 2.0, False)}
 
     def validate(self) -> None:
         super().validate()
@@ -55,6 +58,7 @@ class EmaQLT(EmaQ):
         check_option(self, "s0", is_number(h["s0"]) and h["s0"] > 0, "a number > 0")
         check_option(self, "tau0", is_number(h["tau0"]) and h["tau0"] >= 0, "a number >= 0")
         check_option(self, "homovar", isinstance(h["homovar"], bool), "true, false")
+        check_homovar_options(self)
 
     def class_sigma(self) -> ClassSigma:
         return ClassSigma(self.hparams["ltscale_mode"], float(self.hparams["s0"]))
@@ -69,9 +73,11 @@ class EmaQLT(EmaQ):
             strength = tau * confidence
             logits = logits + strength[:, None] * log_prior(context, logits.shape[1]).to(logits.device)
         per_sample = F.cross_entropy(logits, targets, reduction="none")
-        if self.hparams["homovar"]:
+        h = self.hparams
+        if h["homovar"]:
             counts = class_counts(context, targets, logits.shape[1], "global")
-            weights = homovar_class_weights(features, targets, counts, HOMOVAR_ALPHA, HOMOVAR_BETA0)
+            weights = homovar_class_weights(features, targets, counts, HOMOVAR_ALPHA, HOMOVAR_BETA0,
+                                            h["homovar_roots"], h["homovar_zero_features"])
             per_sample = per_sample * weights.to(per_sample)[targets]
         return per_sample.mean()
 

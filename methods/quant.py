@@ -5,9 +5,9 @@ Everything here is element-wise and vectorised; per-channel or per-sample varian
 Speed (issue #8): ``quantize_unit``, ``clamp_quantize_unit``, ``normal_cdf``, ``cdf_grid`` and
 ``batch_standardize`` are single autograd nodes whose forward works in place on one fresh buffer and whose
 backward is the exact chain rule of the composite they replace (the reference composites are kept as
-``*_reference`` and ``tests/methods/test_quant_fused.py`` checks bit-identical outputs and gradients). On a CPU these
-activation-sized element-wise passes, not the convolutions, dominate a quantized ResNet-20 step, so fewer
-passes and allocations is most of the speed-up.
+``*_reference`` and ``tests/methods/test_quant_fused.py`` checks bit-identical outputs and gradients). On a
+CPU these activation-sized element-wise passes, not the convolutions, dominate a quantized ResNet-20 step, so
+fewer passes and allocations is most of the speed-up.
 """
 from __future__ import annotations
 

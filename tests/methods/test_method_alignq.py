@@ -1,4 +1,4 @@
-"""AlignQ's ADMM correlation preservation (spec 3.2, 3.4.3): D, the per-layer loss, the A11/A12 closed forms,
+"""AlignQ's ADMM correlation preservation (``docs/methods/alignq.md``): D, the per-layer loss, A11/A12,
 the lazily sized state and its placement."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from methods import DomainBatch, get_method, prepare
-from methods.alignq import AdmmCorrelation, admm_layer_loss, admm_update, attach_admm, batch_correlation
+from methods.admm import AdmmCorrelation, admm_layer_loss, admm_update, attach_admm, batch_correlation
 from methods.cdf import CdfActQuantizer
 from tests.methods.test_method_cdf import (
     TinyNet,
@@ -132,7 +132,8 @@ def test_options_and_search_space():
 
 
 def test_admm_placement_on_the_code_architectures():
-    """3.4.1: every post-BN quantizer of ResNet-20 (21 layers); the bn3 of each ResNet-50 bottleneck (16)."""
+    """``admm_layers``: every post-BN quantizer of ResNet-20 (21), the bn3 of each ResNet-50 bottleneck
+    (16)."""
     from benchmarks.models import build_model
     for arch, layers, size, expected in (("resnet20", "all", 32, 21), ("resnet50", "block_last", 64, 16)):
         net = build_model(arch, 10, in_channels=3, input_size=(size, size))

@@ -17,7 +17,7 @@ from torch import nn
 
 from methods import BatchContext, DomainBatch, Quantizer, calibrate, get_method, prepare
 from methods.cdf import ALPHA_A, ALPHA_W, CdfActQuantizer, CdfWeightQuantizer, weight_cdf
-from methods.emaq import DomainCdfActQuantizer
+from methods.emaq_core import DomainCdfActQuantizer
 from methods.quant import normal_cdf, normal_pdf
 
 CDF_METHODS = ["alignq", "climbq", "emaq", "emaq-lt"]
@@ -289,4 +289,5 @@ def test_count_labels_matches_bincount():
     labels[0] = 9  # class 9 seen, class 8 not: K = 10 keeps the empty bin
     expected = torch.bincount(labels, minlength=10).float()
     assert torch.equal(count_labels(labels, 10), expected)
-    assert torch.equal(count_labels(labels, None), expected) and count_labels(labels, 10).dtype == torch.float32
+    assert torch.equal(count_labels(labels, None), expected)
+    assert count_labels(labels, 10).dtype == torch.float32

@@ -1,4 +1,4 @@
-"""DoReFa against D1, D2, D4 (spec section 7)."""
+"""DoReFa against D1, D2, D4 (``docs/methods/dorefa.md``)."""
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,6 @@
-"""EmaQ / EmaQ-LT (INFERRED reconstruction, spec 5): per-domain statistics (E1–E2), sensitivity-aware
-aggregation (E4–E7; γ = 0 = the plain average, bit-exact; K local steps = FedAvg), logit adjustment
-(E10–E12)."""
+"""EmaQ / EmaQ-LT (INFERRED reconstruction, ``docs/methods/emaq.md``, ``docs/methods/emaq-lt.md``):
+per-domain statistics (E1–E2), sensitivity-aware aggregation (E4–E7; γ = 0 = the plain average, bit-exact;
+K local steps = FedAvg), logit adjustment (E10–E12)."""
 from __future__ import annotations
 
 import copy
@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from methods import BatchContext, DomainBatch, get_method
-from methods.alignq import AdmmCorrelation
+from methods.admm import AdmmCorrelation
 from methods.cdf import ClassSigma
-from methods.climbq import homovar_class_weights
-from methods.emaq import BN_EPS, DomainCdfActQuantizer, aggregation_weights
+from methods.emaq_core import BN_EPS, DomainCdfActQuantizer, aggregation_weights
+from methods.homovar import homovar_class_weights
 from methods.quant import cdf_grid, normal_cdf
 from tests.methods.test_method_cdf import (
     NUM_CLASSES,
@@ -250,12 +250,15 @@ def test_logit_adjustment_confidence_has_no_gradient_and_zero_prior_is_floored()
     torch.testing.assert_close(logits.grad, shifted.grad)
 
 
-def test_homovar_reweighting_flag():
-    method = get_method("emaq-lt", homovar=True)
+@pytest.mark.parametrize("variant", [{}, {"homovar_roots": "sorted", "homovar_zero_features": "keep"}])
+def test_homovar_reweighting_flag(variant):
+    """ClimbQ's weights, in the authors' code's variant by default (``methods.homovar``), or the other one."""
+    method = get_method("emaq-lt", homovar=True, **variant)
     context = make_context()
     logits, y = la_inputs()
-    f = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
-    w = homovar_class_weights(f, y, context.class_counts, 0.05, 0.999).float()
+    f = torch.randn(3, 8, generator=torch.Generator().manual_seed(0)).relu()
+    roots, zero_features = variant.get("homovar_roots", "code"), variant.get("homovar_zero_features", "drop")
+    w = homovar_class_weights(f, y, context.class_counts, 0.05, 0.999, roots, zero_features).float()
     conf = torch.softmax(logits, 1).max(1).values[:, None]
     per = F.cross_entropy(logits + conf * context.class_prior.log(), y, reduction="none")
     torch.testing.assert_close(method.task_loss(logits, y, f, context), (w[y] * per).mean())
@@ -267,6 +270,9 @@ def test_lt_variance_scaling_option():
     assert get_method("emaq").act_quantizer(4).class_sigma is None
     with pytest.raises(ValueError, match="emaq-lt.la_mode"):
         get_method("emaq-lt", la_mode="posthoc")
+    with pytest.raises(ValueError, match=r"emaq-lt.homovar_roots='v1'; valid: code, sorted"):
+        get_method("emaq-lt", homovar_roots="v1")
+    assert get_method("emaq-lt").hparams["homovar_zero_features"] == "drop"
     with pytest.raises(ValueError, match="emaq.local_steps"):
         get_method("emaq", local_steps=0)
     assert {"tau0", "s0", "gamma"} <= set(get_method("emaq-lt").search_space)

@@ -1,4 +1,4 @@
-"""LSQ against equations L1–L6 (spec section 6) on hand-checked tensors."""
+"""LSQ against equations L1–L6 (``docs/methods/lsq.md``) on hand-checked tensors."""
 from __future__ import annotations
 
 import math
@@ -19,7 +19,8 @@ def test_weight_forward_and_gradients_match_l1_l5():
     q = LsqWeightQuantizer(3)  # signed: Q_N = 4, Q_P = 3
     with torch.no_grad():
         q.step.fill_(0.5)
-    # v/s = -3.0 (inside), -4.6 (clipped low), 0.7 (inside, rounds to 1), 1.2 (rounds to 1), 2.0, 5.0 (clipped)
+    # v/s = -3.0 (inside), -4.6 (clipped low), 0.7 (inside, rounds to 1), 1.2 (rounds to 1), 2.0,
+    # 5.0 (clipped)
     v = torch.tensor([-1.5, -2.3, 0.35, 0.6, 1.0, 2.5], requires_grad=True)
     out = q(v)
     expected = torch.tensor([-3.0, -4.0, 1.0, 1.0, 2.0, 3.0]) * 0.5

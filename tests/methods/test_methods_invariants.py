@@ -1,4 +1,6 @@
-"""Invariants every registered method must satisfy (design.md, "the one quantizer interface", point 5)."""
+"""Invariants every registered method satisfies at every bit width (README.md, "Extending"): at most 2^k
+distinct values per quantized tensor, a bit-exact identity at 32 bits, gradients to every trainable parameter,
+and the model state (quantizer parameters and buffers included) round-tripping through a checkpoint."""
 from __future__ import annotations
 
 import copy
@@ -6,8 +8,16 @@ import copy
 import pytest
 import torch
 
-from methods import ActQuantizer, DomainBatch, WeightQuantizer, available_methods, get_method, prepare, quantizers
 from benchmarks.models import build_model
+from methods import (
+    ActQuantizer,
+    DomainBatch,
+    WeightQuantizer,
+    available_methods,
+    get_method,
+    prepare,
+    quantizers,
+)
 from tests.helpers import prepared_digits_model, training_step
 
 QUANT_METHODS = [m for m in available_methods() if m != "fp"]
@@ -40,7 +50,8 @@ def test_at_most_2_to_the_k_levels(method, bits):
         if not module.enabled:
             continue
         levels = torch.unique(out).numel()
-        assert levels <= 2**module.bits, f"{method} {type(module).__name__} {module.bits} bits: {levels} levels"
+        what = f"{method} {type(module).__name__} {module.bits} bits"
+        assert levels <= 2**module.bits, f"{what}: {levels} levels"
         checked["weight" if isinstance(module, WeightQuantizer) else "act"] += 1
     assert checked["weight"] > 0 and checked["act"] > 0
 

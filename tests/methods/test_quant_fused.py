@@ -81,6 +81,47 @@ def test_lsq_quantize_bit_identical(channels_last, dtype, signed, seed):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("step_shape", [(), (8, 1, 1, 1), (1, 6, 1, 1), (8, 6, 5, 5), (6, 1, 1)],
+                         ids=["tensor", "out_channel", "channel", "element", "channel_3d"])
+def test_lsq_quantize_bit_identical_for_every_step_shape(channels_last, dtype, step_shape):
+    """A step per tensor, per channel (a conv weight's (C_out, 1, 1, 1), activations' (1, C, 1, 1)) or per
+    element: the step's gradient (the sum over the broadcast dims, or none) and the input's, bit for bit."""
+    x = _input(3, channels_last, dtype, "signed")
+    x[0, 0, 0, 2] = 1.3  # no NaN: every step entry gets a finite gradient
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(11)).to(dtype)
+    step = torch.rand(step_shape, generator=torch.Generator().manual_seed(12)) * 0.5 + 0.2
+
+    def fused(v, s):
+        return lsq_quantize(v, s, 8, 7, 0.013)
+
+    def reference(v, s):
+        return lsq_quantize_reference(v, s, 8, 7, 0.013)
+
+    out_f, grads_f, eval_f = _run(fused, x, g, step)
+    out_r, grads_r, eval_r = _run(reference, x, g, step)
+    assert same_bits(out_f, out_r) and same_bits(eval_f, eval_r)
+    assert all(same_bits(a, b) for a, b in zip(grads_f, grads_r))
+    assert grads_f[1].shape == step.shape and (grads_f[1] != 0).any()
+
+
+@pytest.mark.parametrize("v_shape, step_shape", [
+    ((), ()), ((1,), (1,)), ((1,), ()), ((16, 8), (16, 1)), ((4, 3, 5, 5), (1, 1, 1, 1)),
+    ((4, 3, 5, 5), (2, 4, 3, 5, 5)),
+])
+def test_lsq_quantize_bit_identical_for_edge_step_shapes(v_shape, step_shape):
+    """One-element tensors (nothing to reduce), a Linear weight per row, a step broadcasting v up."""
+    g = torch.Generator().manual_seed(13)
+    x, step = torch.randn(v_shape, generator=g) * 3, torch.rand(step_shape, generator=g) + 0.3
+    upstream = torch.randn(torch.broadcast_shapes(v_shape, step_shape), generator=g)
+    out_f, grads_f, eval_f = _run(lambda v, s: lsq_quantize(v, s, 8, 7, 0.1), x, upstream, step)
+    out_r, grads_r, eval_r = _run(lambda v, s: lsq_quantize_reference(v, s, 8, 7, 0.1), x, upstream, step)
+    assert same_bits(out_f, out_r) and same_bits(eval_f, eval_r)
+    assert all(same_bits(a, b) for a, b in zip(grads_f, grads_r))
+    assert (grads_f[1] != 0).any()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("bits", [2, 4, 8])
 @pytest.mark.parametrize("signed", [False, True])
 def test_dorefa_activation_bit_identical(channels_last, dtype, bits, signed):
@@ -206,7 +247,7 @@ def test_training_steps_bit_identical_to_reference_composites(method, arch, monk
     weights, bit for bit, whether the quantizers use the fused kernels or the reference composites."""
     import methods.cdf
     import methods.dorefa
-    import methods.emaq
+    import methods.emaq_core
     import methods.lsq
     import methods.quant
     from benchmarks.models import build_model
@@ -253,7 +294,7 @@ def test_training_steps_bit_identical_to_reference_composites(method, arch, monk
     monkeypatch.setattr(methods.quant, "quantize_unit", quantize_unit_reference)
     monkeypatch.setattr(methods.cdf, "normal_cdf", normal_cdf_reference)
     monkeypatch.setattr(methods.cdf, "cdf_grid", cdf_grid_reference)
-    monkeypatch.setattr(methods.emaq, "batch_standardize", batch_standardize_reference)
+    monkeypatch.setattr(methods.emaq_core, "batch_standardize", batch_standardize_reference)
     reference = train()
     assert len(fused) == len(reference)
     for a, b in zip(fused, reference):
