@@ -7,12 +7,8 @@ ADMM as an option. The machinery lives in ``methods.emaq_core`` (EmaQ-LT extends
 from __future__ import annotations
 
 from methods.emaq_core import EmaQBase
-from methods.quant import batch_standardize  # noqa: F401  (see below)
 from methods.registry import register
 
-# ``benchmarks/speed/setup.py`` (REFERENCE_KERNELS) still swaps ``methods.emaq.batch_standardize``; the kernel
-# is now looked up in ``methods.emaq_core``, so that entry must name ``methods.emaq_core`` to take effect.
-# Until it does, this name only keeps the swap from failing.
 
 
 @register("emaq")

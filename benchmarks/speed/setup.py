@@ -43,7 +43,7 @@ REFERENCE_KERNELS = {
         "normal_cdf": "methods.quant:normal_cdf_reference",
         "cdf_grid": "methods.quant:cdf_grid_reference",
     },
-    "methods.emaq": {"batch_standardize": "methods.quant:batch_standardize_reference"},
+    "methods.emaq_core": {"batch_standardize": "methods.quant:batch_standardize_reference"},
 }
 
 
