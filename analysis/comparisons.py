@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from analysis import aggregate as agg
-from analysis.cells import done_runs
-from analysis.scores import ScoreSet
+from analysis.cells import done_runs, setup_of
+from analysis.scores import ScoreSet, entrant_labels
 from analysis.selection import get_rule, value_column
 from analysis.stats import paired_difference
 from benchmarks.run.labels import bits_sort_key, method_sort_key
 
 DEFAULT_BASELINE = "lsq"
-PAIRED_COLUMNS = ["task", "arch", "protocol", "W/A", "method", "n pairs", "Δ vs baseline", "95% CI",
-                  "paired t p", "Wilcoxon p", "verdict"]
+PAIRED_COLUMNS = ["task", "arch", "protocol", "W/A", "method", "baseline", "setup", "n pairs",
+                  "Δ vs baseline", "95% CI", "paired t p", "Wilcoxon p", "verdict"]
 
 
 def _p(value: float) -> str:
@@ -33,36 +33,45 @@ def _p(value: float) -> str:
 
 def paired_table(runs: pd.DataFrame, selection: str,
                  baseline: str = DEFAULT_BASELINE) -> tuple[pd.DataFrame, str]:
-    """Every method minus ``baseline`` per task and W/A, paired by seed and FP parent."""
+    """Every method minus ``baseline`` per task and W/A, paired by seed and FP parent.
+
+    Methods are split by setup as in the aggregate (``lsq [tuned]``), so tuned and default runs, or two layer
+    policies, are never pooled; the ``setup`` column says whether a pair ran under the baseline's setup.
+    """
     column, rule = value_column(selection), get_rule(selection)
     done = done_runs(runs)
     done = done[(done["method"] != "fp") & pd.to_numeric(done[column], errors="coerce").notna()]
     lines = []
+    if not done.empty:
+        done = done.assign(entrant=entrant_labels(done))
     for (task, arch, protocol, bits), sub in done.groupby(["task", "arch", "protocol", "bits_label"],
                                                           sort=False):
-        base = sub[sub["method"] == baseline]
-        if base.empty:
-            continue
-        for method, other in sub[sub["method"] != baseline].groupby("method", sort=False):
-            cmp = paired_difference(_by_seed(other, column), _by_seed(base, column),
-                                    _parents(other), _parents(base))
-            interval = f"[{cmp.ci_low:+.1f}, {cmp.ci_high:+.1f}]" if cmp.n > 1 else ""
-            lines.append({"task": task, "arch": str(arch), "protocol": protocol, "W/A": bits,
-                          "method": method, "n pairs": cmp.n,
-                          "Δ vs baseline": "" if cmp.n == 0 else f"{cmp.mean_diff:+.1f}",
-                          "95% CI": interval, "paired t p": _p(cmp.t_p), "Wilcoxon p": _p(cmp.wilcoxon_p),
-                          "verdict": _verdict(cmp.n, cmp.separated, cmp.mean_diff)})
+        for base_name, base in sub[sub["method"] == baseline].groupby("entrant", sort=True):
+            for name, other in sub[sub["method"] != baseline].groupby("entrant", sort=False):
+                cmp = paired_difference(_by_seed(other, column), _by_seed(base, column),
+                                        _parents(other), _parents(base))
+                interval = f"[{cmp.ci_low:+.1f}, {cmp.ci_high:+.1f}]" if cmp.n > 1 else ""
+                same = setup_of(other) == setup_of(base)
+                lines.append({"task": task, "arch": str(arch), "protocol": protocol, "W/A": bits,
+                              "method": name, "baseline": base_name, "setup": "same" if same else "differs",
+                              "n pairs": cmp.n,
+                              "Δ vs baseline": "" if cmp.n == 0 else f"{cmp.mean_diff:+.1f}",
+                              "95% CI": interval, "paired t p": _p(cmp.t_p),
+                              "Wilcoxon p": _p(cmp.wilcoxon_p),
+                              "verdict": _verdict(cmp.n, cmp.separated, cmp.mean_diff)})
     table = pd.DataFrame(lines, columns=PAIRED_COLUMNS)
     if not table.empty:
         order = sorted(range(len(table)), key=lambda i: (
             table["task"][i], table["arch"][i], table["protocol"][i], bits_sort_key(table["W/A"][i]),
-            method_sort_key(table["method"][i])))
+            table["baseline"][i], method_sort_key(table["method"][i].split(" ")[0]), table["method"][i]))
         table = table.iloc[order].reset_index(drop=True)
     caption = (f"Each method minus {baseline} in top-1 points at the {rule.caption()}, on the seeds both ran "
                "from the same FP parent (n pairs). 95% CI: Student t-interval of the mean paired difference; "
                "paired t p: two-sided paired t-test; Wilcoxon p: two-sided exact Wilcoxon signed-rank test "
                "(with 3 pairs its smallest possible p is 0.25). Verdict: better/worse when the interval "
-               "excludes 0, else 'not separated'; fewer than 2 pairs: no test.")
+               "excludes 0, else 'not separated'; fewer than 2 pairs: no test. setup: 'differs' when the two "
+               "ran under different layer policies or tuned/default hyper-parameters (the paper tables' "
+               "captions list them).")
     if table.empty:
         caption = f"No task has finished runs of {baseline} and another method. " + caption
     return table, caption

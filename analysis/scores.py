@@ -40,7 +40,8 @@ class ScoreSet:
                          for t in range(len(self.tasks))])
 
 
-def _entrant_labels(quant: pd.DataFrame) -> pd.Series:
+def entrant_labels(quant: pd.DataFrame) -> pd.Series:
+    """``lsq``, or ``lsq [8bit/8bit]`` / ``lsq [tuned]`` where a method ran under several setups."""
     multi_policy = {m for m, g in quant.groupby("method") if g["policy"].nunique() > 1}
     multi_source = {m for m, g in quant.groupby("method") if g["hparams_source"].nunique() > 1}
     return quant.apply(lambda r: r["method"] + (f" [{r['policy']}]" if r["method"] in multi_policy else "")
@@ -74,7 +75,7 @@ def normalised_scores(runs: pd.DataFrame, selection: str) -> ScoreSet:
         return ScoreSet(notes=["no finished quantized run with a score under this rule"])
     if "hparams_source" not in quant:
         quant["hparams_source"] = "default"
-    quant["entrant"], quant["task_key"] = _entrant_labels(quant), _task_labels(quant)
+    quant["entrant"], quant["task_key"] = entrant_labels(quant), _task_labels(quant)
     quant["parent"] = _parent_scores(quant, fp, column)
     notes = []
     orphans = int(quant["parent"].isna().sum())

@@ -121,3 +121,18 @@ def test_orphan_runs_are_left_out_with_a_note(tmp_path):
     scores = normalised_scores(collect_runs(tmp_path)[0], "last")
     assert scores.tasks == [] and "without a finished FP parent" in scores.notes[0]
     assert np.isnan(aggregate_tables(scores, "last").cd)
+
+
+def test_paired_table_keeps_setups_apart(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / "runs", STD_TASK, "fp", 32, seed, FP)
+        write_run(tmp_path / "runs", STD_TASK, "lsq", 4, seed, 90.0 + seed)
+        write_run(tmp_path / "runs", STD_TASK, "emaq", 4, seed, 91.0 + seed)
+        write_run(tmp_path / "runs", STD_TASK, "emaq", 4, seed, 95.0 + seed, tuned=True)
+        write_run(tmp_path / "runs", STD_TASK, "dorefa", 4, seed, 85.0 + seed, policy=("fp", "fp"))
+    table, caption = paired_table(collect_runs(tmp_path)[0], "last", "lsq")
+    rows = table.set_index("method")
+    assert list(table["method"]) == ["dorefa", "emaq [default]", "emaq [tuned]"]
+    assert rows.loc["emaq [default]", "Δ vs baseline"] == "+1.0"
+    assert rows.loc["emaq [tuned]", "Δ vs baseline"] == "+5.0"
+    assert list(rows["setup"]) == ["differs", "same", "differs"] and "setup: 'differs'" in caption
