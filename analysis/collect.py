@@ -3,7 +3,9 @@
 Only runs with a ``done`` marker (run dirs) or tag ``status=done`` (MLflow) carry metrics; the others are
 kept as rows with status ``incomplete`` or ``failed`` so the coverage table can show them, and every
 aggregate filters on ``status == "done"`` (partial runs leaking into tables is DomainBed #4/#75).
-Both sources read the same ``result.json``, so they give identical rows for done runs.
+Both sources read the same ``result.json`` and ``metrics.jsonl``, so they give identical rows for done runs.
+Each done run's score under every model-selection rule (``analysis.selection``) is computed here from its
+``metrics.jsonl`` history, so a table only chooses a column.
 """
 from __future__ import annotations
 
@@ -23,10 +25,12 @@ from analysis.schema import (
     INCOMPLETE,
     JSON_COLUMNS,
     empty_result_columns,
+    hparams_source,
     result_columns,
     spec_columns,
     to_csv_value,
 )
+from analysis.selection import empty_selection_columns, selection_columns
 from benchmarks.run.result import ResultRecord, ResultSchemaError
 from benchmarks.run.rundir import RunDir, runs_root
 
@@ -78,14 +82,23 @@ def find_run_dirs(path: str | Path) -> list[RunDir]:
 
 
 def make_row(run_id: str, status: str, spec_record: dict[str, Any] | None,
-             result: ResultRecord | None, source: str) -> dict[str, Any]:
-    """One row from a spec.json-like record and (for done runs) its result record."""
+             result: ResultRecord | None, source: str, history: list[dict[str, Any]] | None = None,
+             provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row from a spec.json-like record and (for done runs) its result record and epoch history.
+
+    ``provenance`` (where tuned hyper-parameters came from) defaults to the spec record's own.
+    """
     spec_record = spec_record or {}
     spec = (result.spec if result is not None else None) or spec_record.get("spec") or {}
     grid = result.grid if result is not None else spec_record.get("grid")
     row: dict[str, Any] = {"run_id": run_id, "status": status, "source": source}
     row.update(spec_columns(spec, grid))
+    row["hparams_source"] = hparams_source(provenance if provenance is not None
+                                           else spec_record.get("provenance"))
     row.update(result_columns(result) if result is not None else empty_result_columns())
+    # only a done run has a score: an unfinished run's history would leak a partial number into a mean
+    done = status == DONE and result is not None
+    row.update(selection_columns(history, result.metrics) if done else empty_selection_columns())
     return row
 
 
@@ -95,16 +108,17 @@ def run_dir_row(run_dir: RunDir) -> dict[str, Any] | None:
     if spec_record is None:
         return None
     run_id = str(spec_record.get("run_id") or run_dir.run_id)
-    result = None
+    result, history = None, None
     if run_dir.is_done():
         result = _read_result(_read_json(run_dir.result_path), str(run_dir.result_path))
         # A done marker without a readable result is not a finished run as far as tables go.
         status = DONE if result is not None else INCOMPLETE
+        history = read_history(run_dir.metrics_path)
     elif run_dir.failed_path.exists():
         status = FAILED
     else:
         status = INCOMPLETE
-    row = make_row(run_id, status, spec_record, result, source=str(run_dir.path))
+    row = make_row(run_id, status, spec_record, result, source=str(run_dir.path), history=history)
     if status == FAILED:
         row["error"] = (_read_json(run_dir.failed_path) or {}).get("error")
     return row
@@ -139,20 +153,25 @@ def collect_runs(path: str | Path) -> tuple[pd.DataFrame, CoverageInfo]:
     return runs_frame(rows, info)
 
 
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """The epoch rows of a metrics.jsonl file ([] if absent); a torn line is skipped, not fatal."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a torn last line from an interrupted write
+        if isinstance(rec, dict) and "epoch" in rec:
+            rows.append(rec)
+    return rows
+
+
 def read_curves(run_dirs: list[str | Path]) -> pd.DataFrame:
     """Per-epoch metrics (metrics.jsonl) of the given run dirs, one row per (run_id, epoch)."""
-    records = []
-    for run_dir in run_dirs:
-        path = RunDir(run_dir).metrics_path
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a torn last line from an interrupted write
-            if isinstance(rec, dict) and "epoch" in rec:
-                records.append({k: rec.get(k) for k in CURVE_COLUMNS})
+    records = [{k: rec.get(k) for k in CURVE_COLUMNS}
+               for run_dir in run_dirs for rec in read_history(RunDir(run_dir).metrics_path)]
     return pd.DataFrame(records, columns=list(CURVE_COLUMNS))
 
 
@@ -189,16 +208,22 @@ def _unflatten(params: dict[str, str]) -> dict[str, Any]:
     return nested.get("spec", nested)
 
 
-def _download_json(run, name: str, tracking_uri: str, tmp: str) -> dict[str, Any] | None:
+def _download(run, name: str, tracking_uri: str, tmp: str) -> Path | None:
     import mlflow
 
     try:
         local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=name,
-                                                    dst_path=tmp, tracking_uri=tracking_uri)
+                                                    dst_path=f"{tmp}/{run.info.run_id}",
+                                                    tracking_uri=tracking_uri)
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing artifact
         log.debug("run %s has no artifact %s: %s", run.info.run_id, name, err)
         return None
-    return _read_json(Path(local))
+    return Path(local)
+
+
+def _download_json(run, name: str, tracking_uri: str, tmp: str) -> dict[str, Any] | None:
+    local = _download(run, name, tracking_uri, tmp)
+    return _read_json(local) if local is not None else None
 
 
 def collect_mlflow(tracking_uri: str, experiment_names: list[str]) -> tuple[pd.DataFrame, CoverageInfo]:
@@ -225,7 +250,8 @@ def collect_mlflow(tracking_uri: str, experiment_names: list[str]) -> tuple[pd.D
             tags = run.data.tags
             run_id = tags.get("run_id", run.info.run_name or run.info.run_id)
             mlflow_status = tags.get("status", "")
-            result_data = _download_json(run, RunDir.RESULT, tracking_uri, tmp) if mlflow_status == DONE else None
+            result_data = _download_json(run, RunDir.RESULT, tracking_uri, tmp) \
+                if mlflow_status == DONE else None
             result = _read_result(result_data, f"MLflow run {run.info.run_id} {RunDir.RESULT}")
             if mlflow_status == DONE and result is None:
                 info.unreadable.append(run_id)
@@ -234,7 +260,14 @@ def collect_mlflow(tracking_uri: str, experiment_names: list[str]) -> tuple[pd.D
                 status = DONE if result is not None else (FAILED if mlflow_status == FAILED else INCOMPLETE)
             spec_record = result_data or _download_json(run, RunDir.SPEC, tracking_uri, tmp) \
                 or {"spec": _unflatten(run.data.params), "grid": tags.get("grid")}
-            rows.append(make_row(run_id, status, spec_record, result, source=f"mlflow:{run.info.run_id}"))
+            # without the metrics.jsonl artifact the selection rules fall back to result.json's values
+            history = None
+            if status == DONE:
+                local = _download(run, RunDir.METRICS, tracking_uri, tmp)
+                history = read_history(local) if local is not None else None
+            provenance = {"hparams": tags["hparams_source"]} if "hparams_source" in tags else None
+            rows.append(make_row(run_id, status, spec_record, result, source=f"mlflow:{run.info.run_id}",
+                                 history=history, provenance=provenance))
     return runs_frame(rows, info)
 
 
@@ -247,14 +280,8 @@ def read_mlflow_curves(tracking_uri: str, experiment_names: list[str]) -> pd.Dat
     frames = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in client.search_runs(ids, max_results=50000):
-            try:
-                local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
-                                                            artifact_path="metrics.jsonl",
-                                                            dst_path=f"{tmp}/{run.info.run_id}",
-                                                            tracking_uri=tracking_uri)
-            except Exception as err:  # noqa: BLE001 - no curves for this run; figures skip it
-                log.debug("run %s has no metrics.jsonl artifact: %s", run.info.run_id, err)
-                continue
-            frames.append(read_curves([Path(local).parent]))
+            local = _download(run, RunDir.METRICS, tracking_uri, tmp)
+            if local is not None:  # no curves for this run otherwise; figures skip it
+                frames.append(read_curves([local.parent]))
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else read_curves([])

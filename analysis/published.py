@@ -6,7 +6,9 @@ CODE, SECONDARY, SECONDARY-CONFIRMED, RECALLED-VERIFY). Datasets and archs use o
 use the backbone name ``resnet50``, with the protocol telling DANN from source-only). A run is compared
 with a published number only when dataset, target, arch, method, protocol and W/A all match exactly; our
 offline ``*-synth`` datasets imitate the published ones but are different data, so they never match.
-See ``analysis/published/notes.md`` for the protocol differences behind each number.
+Our side of a pair is the mean over seeds with its 95 % t-interval (``analysis.stats``), under the chosen
+selection rule and under the papers' oracle rule, and the table says whether the published number lies inside
+each interval. See ``analysis/published/notes.md`` for the protocol differences behind each number.
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.cells import done_runs
-from analysis.schema import SELECTION_RULES, parse_dataset
+from analysis.schema import parse_dataset
+from analysis.selection import DEFAULT_RULE, get_rule, value_column
+from analysis.stats import Summary, summarize
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
 PUBLISHED_COLUMNS = ["paper", "table", "dataset", "target", "task_label", "arch", "arch_label", "method",
@@ -69,17 +73,27 @@ def _canonical_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return done
 
 
-def _fmt(values: pd.Series) -> str:
-    values = values.dropna()
-    if values.empty:
+def _fmt(summary: Summary) -> str:
+    if summary.n == 0:
         return "—"
-    spread = f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else ""
-    return f"{values.mean():.1f}{spread} ({len(values)})"
+    spread = f" ± {summary.half_width:.1f}" if summary.n > 1 else ""
+    return f"{summary.mean:.1f}{spread} ({summary.n})"
+
+
+def _inside(summary: Summary, published: float) -> str:
+    """Whether the published number lies in our 95 % interval: yes / no / why it cannot be said."""
+    if math.isnan(published):
+        return ""
+    if summary.n < 2:
+        return "n < 2: no interval"
+    return "yes" if summary.contains(published) else "no"
 
 
 def ours_vs_published(runs: pd.DataFrame, published: pd.DataFrame,
-                      selection: str = "top1_last") -> tuple[pd.DataFrame, str]:
+                      selection: str = DEFAULT_RULE) -> tuple[pd.DataFrame, str]:
     """Matched (ours, published) pairs and a caption that says what was and was not comparable."""
+    rule, oracle = get_rule(selection), get_rule("oracle")
+    rules = [rule] if rule is oracle else [rule, oracle]
     done = _canonical_runs(runs)
     pub = published[(published["method_key"] != "") & (published["metric"] == "top1")]
     lines = []
@@ -90,28 +104,33 @@ def ours_vs_published(runs: pd.DataFrame, published: pd.DataFrame,
                      & (done["a_bits"].astype(str) == p["a_bits"])]
         if match.empty:
             continue
-        ours = pd.to_numeric(match[selection], errors="coerce").dropna()
-        delta = ours.mean() - p["value"] if not ours.empty and not math.isnan(p["value"]) else math.nan
-        lines.append({"task": p["task_label"], "arch": p["arch"], "method": p["method_key"],
-                      "protocol": p["protocol"], "W/A": f"W{p['w_bits']}/A{p['a_bits']}",
-                      f"ours ({selection})": _fmt(ours),
-                      "ours (top1_best, oracle)": _fmt(pd.to_numeric(match["top1_best"], errors="coerce")),
-                      "published": "fails" if p["status"] == "fails" else p["value_text"],
-                      "Δ ours−published": "" if math.isnan(delta) else f"{delta:+.1f}",
-                      "source": p["source"], "protocol note": p["note"]})
+        line = {"task": p["task_label"], "arch": p["arch"], "method": p["method_key"],
+                "protocol": p["protocol"], "W/A": f"W{p['w_bits']}/A{p['a_bits']}",
+                "published": "fails" if p["status"] == "fails" else p["value_text"]}
+        for r in rules:
+            ours = summarize(pd.to_numeric(match[value_column(r.name)], errors="coerce").to_numpy())
+            line[f"ours ({r.name})"] = _fmt(ours)
+            line[f"published in our 95% CI ({r.name})"] = _inside(ours, p["value"])
+            if r is rule:
+                delta = ours.mean - p["value"] if ours.n and not math.isnan(p["value"]) else math.nan
+                line["Δ ours−published"] = "" if math.isnan(delta) else f"{delta:+.1f}"
+        lines.append({**line, "source": p["source"], "protocol note": p["note"]})
     n_synth = int((done["c_dataset"].isna() | done["c_target"].isna()).sum())
-    rule = SELECTION_RULES.get(selection, selection)
-    caption = (f"Ours: mean ± sample std over seeds (n runs) under {rule}, and under the papers' oracle "
-               "rule (best test epoch). Matched only where dataset, target, arch, "
-               "method, protocol and W/A agree exactly; see analysis/published/notes.md for protocol "
+    caption = (f"Ours: mean ± half-width of the 95 % t-interval over seeds (n runs), at the {rule.caption()}"
+               + ("" if rule is oracle else f" and at the {oracle.caption()}")
+               + "; 'published in our 95% CI' says whether the published number lies inside that interval "
+               "(it needs n ≥ 2). Δ ours−published uses the first rule. Matched only where dataset, target, "
+               "arch, method, protocol and W/A agree exactly; see analysis/published/notes.md for protocol "
                "differences (e.g. AlignQ's 80/20 Office-31 split).")
     if n_synth:
         caption += (f" {n_synth} finished run(s) use offline synthetic datasets (*-synth): these are NOT the "
                     "published datasets and are never matched.")
     if not lines:
         caption = "No finished run matches a published number exactly. " + caption
-    columns = ["task", "arch", "method", "protocol", "W/A", f"ours ({selection})", "ours (top1_best, oracle)",
-               "published", "Δ ours−published", "source", "protocol note"]
+    columns = ["task", "arch", "method", "protocol", "W/A"]
+    for r in rules:
+        columns += [f"ours ({r.name})", f"published in our 95% CI ({r.name})"]
+    columns += ["published", "Δ ours−published", "source", "protocol note"]
     table = pd.DataFrame(lines, columns=columns)
     table = table.sort_values(["task", "arch", "W/A", "method", "source"], kind="stable")
     return table.reset_index(drop=True), caption

@@ -1,7 +1,9 @@
 """Render tables as Markdown, LaTeX (booktabs) and CSV, deterministically.
 
 Fixed formatting (one decimal for accuracies, signed Δ, no timestamps or paths) keeps the output
-byte-stable for golden-file tests. Cell text: ``92.8 ± 0.2 (3)``; one run: ``92.8 (1)``; no run: ``—``.
+byte-stable for golden-file tests. Cell text: ``92.8 ± 0.5 (3)`` (± = half-width of the 95 % t-interval);
+one run: ``92.8 (1)``; no run: ``—``; then the marks of ``analysis.marks``: bold, `` ≈`` (tie), a superscript
+setup letter (``ᵃ``), ``*`` (pooled specs). The CSV carries the same marks as columns, and SD, SE and bounds.
 """
 from __future__ import annotations
 
@@ -21,11 +23,18 @@ def _num(x: float) -> str:
     return "0.0" if text == "-0.0" else text
 
 
+_SUPERSCRIPT = dict(zip("abcdefghijklmnoprstuvwxyz0123456789", "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻ⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
 def value_text(cell: Cell) -> str:
+    """``mean ± half-width (n)`` and the cell's marks except bold (the formats bold differently)."""
     if cell.n == 0:
         return EMPTY
-    spread = f" ± {_num(cell.std)}" if cell.n > 1 and not math.isnan(cell.std) else ""
-    return f"{_num(cell.mean)}{spread} ({cell.n})"
+    half = cell.summary.half_width
+    spread = f" ± {_num(half)}" if cell.n > 1 and not math.isnan(half) else ""
+    marks = (" ≈" if cell.tie else "") + ("*" if cell.mixed else "") \
+        + "".join(_SUPERSCRIPT[ch] for ch in cell.setup_mark)
+    return f"{_num(cell.mean)}{spread} ({cell.n}){marks}"
 
 
 def delta_text(cell: Cell, row: Row) -> str:
@@ -98,7 +107,9 @@ def to_markdown(table: Table) -> str:
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
           "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
           "±": r"$\pm$", "→": r"$\to$", "Δ": r"$\Delta$", "ρ": r"$\rho$", "—": "--", "–": "--",
-          "·": r"$\cdot$", "<": r"$<$", ">": r"$>$"}
+          "·": r"$\cdot$", "<": r"$<$", ">": r"$>$", "≈": r"$\approx$", "×": r"$\times$",
+          "√": r"$\surd$", "−": "-",
+          **{sup: rf"\textsuperscript{{{ch}}}" for ch, sup in _SUPERSCRIPT.items()}}
 
 
 def latex_escape(text: str) -> str:
@@ -156,7 +167,10 @@ def to_frame(table: Table) -> pd.DataFrame:
             records.append({
                 "table": table.name, "block": row.block, "row": row.label, **row.match,
                 "column_group": col.group, "column": col.label, "kind": "delta" if col.delta_of else "value",
-                "mean": cell.mean if cell.n else math.nan, "std": cell.std, "n": cell.n, "best": cell.best,
+                "mean": cell.mean if cell.n else math.nan, "n": cell.n, "sd": cell.summary.sd,
+                "se": cell.summary.se, "ci_low": cell.summary.ci_low, "ci_high": cell.summary.ci_high,
+                "best": cell.best, "tie": cell.tie, "setup_mark": cell.setup_mark, "mixed": cell.mixed,
+                "setup": cell.setup if cell.n and not col.delta_of else "",
             })
     return pd.DataFrame(records)
 

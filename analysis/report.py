@@ -1,4 +1,5 @@
-"""Write a results report: tidy runs CSV, paper tables (Markdown, LaTeX, CSV), coverage, ours vs published,
+"""Write a results report: tidy runs CSV, paper tables (Markdown, LaTeX, CSV), coverage, paired comparisons
+with a baseline, the across-task aggregate (IQM, probability of improvement, ranks), ours vs published,
 figures (PNG, PDF) and an index.md that links the tables and shows the figures.
 
     python analysis/report.py --runs outputs/smoke --out reports/smoke
@@ -11,17 +12,21 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script from the repo root: make `analysis` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: import `analysis` from the repo root, and never let a module
+    # of analysis/ (stats.py, ...) shadow a top-level module of the same name, as the script's folder would
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import pandas as pd
 
+from analysis.aggregate import IQM_REPS
 from analysis.cells import Table
 from analysis.collect import collect_mlflow, collect_runs, read_curves, read_mlflow_curves, write_runs_csv
+from analysis.comparisons import DEFAULT_BASELINE, Aggregate, aggregate_tables, paired_table
 from analysis.coverage import coverage_summary, coverage_table
 from analysis.published import load_published, ours_vs_published
 from analysis.render import frame_latex, frame_markdown, to_markdown, write_table
-from analysis.schema import SELECTION_RULES
+from analysis.scores import ScoreSet, normalised_scores
+from analysis.selection import DEFAULT_RULE, RULES, get_rule, value_column
 from analysis.tables import all_tables
 
 DESCRIPTION = """\
@@ -32,14 +37,18 @@ tracking store, keeps only runs marked done for the numbers, and writes into --o
   index.md        links every table and shows every figure
   runs.csv        one row per run (spec, layer policy, metrics, status)
   tables/         long-tail, domain-shift, standard and bit-width-sweep tables as .md, .tex, .csv;
-                  coverage (runs per cell: done/incomplete/failed/missing); ours vs published
-  figures/        accuracy and ECE vs bits, head/medium/tail, per-class, heatmap, reliability, curves
-Cells are mean ± sample std over seeds with the number of runs in parentheses."""
+                  coverage (runs per cell: done/incomplete/failed/missing); each method vs the
+                  baseline (paired by seed); the aggregate over tasks (IQM, P(improvement), ranks);
+                  ours vs published
+  figures/        accuracy and ECE vs bits, head/medium/tail, per-class, heatmap, reliability, curves,
+                  performance profiles, critical-difference diagram
+Cells are mean ± half-width of the 95 % t-interval over seeds, with the number of runs in parentheses;
+bold only when the best beats every other cell beyond noise (docs/analysis.md says how to read a cell)."""
 
 EPILOG = """\
 examples:
   python analysis/report.py --runs outputs/smoke --out reports/smoke
-  python analysis/report.py --runs outputs/smoke --out reports/smoke-oracle --selection top1_best
+  python analysis/report.py --runs outputs/smoke --out reports/smoke-oracle --selection oracle
   python analysis/report.py --mlflow-uri sqlite:///mlflow.db --experiment smoke --out reports/smoke"""
 
 
@@ -56,15 +65,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-uri", metavar="URI", help="read from MLflow instead, e.g. sqlite:///mlflow.db")
     p.add_argument("--experiment", metavar="NAME", action="append", default=[],
                    help="MLflow experiment (one per grid) to read; repeat for several")
-    p.add_argument("--selection", default="top1_last", choices=sorted(SELECTION_RULES),
-                   help="which accuracy a cell averages: top1_last (default, last epoch), top1_best "
-                        "(best test epoch = the papers' oracle), top1_val_selected (best validation epoch)")
+    rules = "; ".join(f"{r.name}: {r.description}" for r in RULES.values())
+    p.add_argument("--selection", default=DEFAULT_RULE, choices=list(RULES), type=_rule_name,
+                   help=f"model-selection rule: which epoch of each run a cell reports ({rules}); "
+                        f"default {DEFAULT_RULE}")
+    p.add_argument("--baseline", default=DEFAULT_BASELINE, metavar="METHOD",
+                   help=f"method the others are compared with, paired by seed (default {DEFAULT_BASELINE})")
+    p.add_argument("--bootstrap-reps", type=int, default=IQM_REPS, metavar="N",
+                   help=f"bootstrap replicates of the aggregate intervals (default {IQM_REPS}, as rliable)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="N",
+                   help="seed of the bootstrap: the same seed gives the same intervals (default 0)")
     p.add_argument("--seeds", metavar="LIST", help="expected seeds for the coverage table, e.g. 0,1,2 "
                                                    "(default: every seed seen)")
     p.add_argument("--no-figures", action="store_true", help="skip figures (faster)")
     p.add_argument("--figure-formats", default="png,pdf", metavar="LIST",
                    help="figure files to write: png,pdf (default) or png (quicker; PNG is always written)")
     return p
+
+
+def _rule_name(text: str) -> str:
+    """A rule name (the result.json metric names of older versions are accepted for their rule)."""
+    try:
+        return get_rule(text).name
+    except KeyError:
+        return text  # argparse's choices check then names the valid rules
 
 
 def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[int] | None:
@@ -74,6 +98,8 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[in
         p.error(f"--figure-formats {args.figure_formats!r}: use png,pdf or png")
     if args.mlflow_uri and not args.experiment:
         p.error("--mlflow-uri needs at least one --experiment NAME")
+    if args.bootstrap_reps < 100:
+        p.error(f"--bootstrap-reps {args.bootstrap_reps}: use at least 100")
     if args.runs and not Path(args.runs).is_dir():
         p.error(f"--runs {args.runs}: no such directory")
     try:
@@ -87,19 +113,17 @@ def _table_links(name: str) -> str:
     return f"[Markdown](tables/{name}.md) · [LaTeX](tables/{name}.tex) · [CSV](tables/{name}.csv)"
 
 
-def write_index(out: Path, source: str, selection: str, tables: list[Table], coverage_line: str,
-                ovp_md: str, figures: dict[str, list[Path]]) -> Path:
-    lines = ["# Benchmark report", "",
-             f"Source: `{source}`  ",
-             f"Selection rule: `{selection}` ({SELECTION_RULES[selection]})  ",
-             f"Coverage: {coverage_line} — {_table_links('coverage')}  ",
-             "Tidy runs table: [runs.csv](runs.csv)", "", "## Tables", ""]
-    for table in tables:
-        lines += [to_markdown(table), _table_links(table.name), ""]
-    lines += ["## Ours vs published", "", ovp_md, _table_links("ours_vs_published"),
-              "", "Protocol differences: `analysis/published/notes.md`.", "", "## Figures", ""]
-    if not figures:
-        lines.append("No figure had the data it needs.")
+def _write_frame(df: pd.DataFrame, tables_dir: Path, name: str, title: str, caption: str) -> str:
+    """A plain table as .md, .tex and .csv; returns its Markdown."""
+    markdown = frame_markdown(df, title, caption)
+    (tables_dir / f"{name}.md").write_text(markdown)
+    (tables_dir / f"{name}.tex").write_text(frame_latex(df, title, name, caption))
+    df.to_csv(tables_dir / f"{name}.csv", index=False, lineterminator="\n")
+    return markdown
+
+
+def _figure_lines(out: Path, figures: dict[str, list[Path]]) -> list[str]:
+    lines = []
     for kind, paths in figures.items():
         lines += [f"### {kind}", ""]
         for png in paths:
@@ -108,16 +132,55 @@ def write_index(out: Path, source: str, selection: str, tables: list[Table], cov
             if png.with_suffix(".pdf").exists():
                 lines.append(f"[PDF]({rel.with_suffix('.pdf').as_posix()})")
             lines.append("")
+    return lines
+
+
+READING = ("How to read a cell: `85.9 ± 1.4 (3)` is the mean over 3 seeds ± the half-width of its 95 % "
+           "t-interval; bold = the best of its W/A block beyond noise (paired per-seed difference); "
+           "≈ = tied for best; a superscript letter = compared across different layer policies or tuned/"
+           "default hyper-parameters (the caption lists them); `(1)` = one run, no interval, never bold. "
+           "See docs/analysis.md.")
+
+
+def write_index(out: Path, source: str, selection: str, tables: list[Table], coverage_line: str,
+                sections: dict[str, tuple[list[str], str]], figures: dict[str, list[Path]],
+                aggregate_figures: dict[str, list[Path]]) -> Path:
+    """index.md: the paper tables, then the comparison sections (title -> table names, Markdown), figures."""
+    rule = get_rule(selection)
+    lines = ["# Benchmark report", "",
+             f"Source: `{source}`  ",
+             f"Selection rule: `{rule.name}`: {rule.description}  ",
+             f"Coverage: {coverage_line} — {_table_links('coverage')}  ",
+             "Tidy runs table: [runs.csv](runs.csv)", "", READING, "", "## Tables", ""]
+    for table in tables:
+        lines += [to_markdown(table), _table_links(table.name), ""]
+    for title, (names, markdown) in sections.items():
+        lines += [f"## {title}", "", markdown] + [f"{_table_links(n)}  " for n in names] + [""]
+        if "aggregate" in names:
+            lines += _figure_lines(out, aggregate_figures)
+    lines += ["Protocol differences behind published numbers: `analysis/published/notes.md`.", "",
+              "## Figures", ""]
+    if not figures:
+        lines.append("No figure had the data it needs.")
+    lines += _figure_lines(out, figures)
     index = out / "index.md"
     index.write_text("\n".join(lines) + "\n")
     return index
 
 
+def _aggregate_markdown(agg: Aggregate) -> str:
+    return (frame_markdown(agg.summary, "IQM and probability of improvement", agg.summary_caption)
+            + "\n" + frame_markdown(agg.ranks, "Mean ranks", agg.ranks_caption))
+
+
 def make_report(runs_df: pd.DataFrame, curves: pd.DataFrame, out: Path, source: str,
-                selection: str = "top1_last", seeds: list[int] | None = None,
-                figure_formats: tuple[str, ...] = ("png", "pdf")) -> tuple[Path, list[Table]]:
-    """Write the whole report folder; returns the index path and the tables written."""
+                selection: str = DEFAULT_RULE, seeds: list[int] | None = None,
+                figure_formats: tuple[str, ...] = ("png", "pdf"), baseline: str = DEFAULT_BASELINE,
+                bootstrap_reps: int = IQM_REPS, bootstrap_seed: int = 0) -> tuple[Path, list[Table]]:
+    """Write the whole report folder; returns the index path and the paper tables written."""
+    selection = get_rule(selection).name
     tables_dir = out / "tables"
+    tables_dir.mkdir(parents=True, exist_ok=True)
     write_runs_csv(runs_df, out / "runs.csv")
     tables = all_tables(runs_df, selection)
     for table in tables:
@@ -129,18 +192,30 @@ def make_report(runs_df: pd.DataFrame, curves: pd.DataFrame, out: Path, source: 
     (tables_dir / "coverage.md").write_text(frame_markdown(coverage, "Coverage", f"{line}. {caption}"))
     (tables_dir / "coverage.tex").write_text(frame_latex(coverage, "Coverage", "coverage", caption))
     coverage.to_csv(tables_dir / "coverage.csv", index=False, lineterminator="\n")
+    paired, paired_caption = paired_table(runs_df, selection, baseline)
+    paired_name = f"paired_vs_{baseline}"
+    scores: ScoreSet = normalised_scores(runs_df, selection)
+    agg = aggregate_tables(scores, selection, baseline, bootstrap_reps, bootstrap_seed)
+    _write_frame(agg.summary, tables_dir, "aggregate", "Aggregate over tasks", agg.summary_caption)
+    _write_frame(agg.ranks, tables_dir, "ranks", "Mean ranks over tasks", agg.ranks_caption)
     ovp, ovp_caption = ours_vs_published(runs_df, load_published(), selection)
-    ovp_md = frame_markdown(ovp, "Ours vs published", ovp_caption)
-    (tables_dir / "ours_vs_published.md").write_text(ovp_md)
-    (tables_dir / "ours_vs_published.tex").write_text(frame_latex(ovp, "Ours vs published",
-                                                                  "ours_vs_published", ovp_caption))
-    ovp.to_csv(tables_dir / "ours_vs_published.csv", index=False, lineterminator="\n")
-    made = {}
+    sections = {
+        f"Each method vs {baseline}, paired by seed": (
+            [paired_name], _write_frame(paired, tables_dir, paired_name, f"Paired differences to {baseline}",
+                                      paired_caption)),
+        "Aggregate over tasks": (["aggregate", "ranks"], _aggregate_markdown(agg)),
+        "Ours vs published": (["ours_vs_published"], _write_frame(ovp, tables_dir, "ours_vs_published",
+                                                                "Ours vs published", ovp_caption)),
+    }
+    made, made_aggregate = {}, {}
     if figure_formats:
-        from analysis.figures import all_figures  # matplotlib only when figures are wanted
+        from analysis.aggregate_figures import aggregate_figures  # matplotlib only when figures are wanted
+        from analysis.figures import all_figures
 
-        made = all_figures(runs_df, curves, out / "figures", selection, figure_formats)
-    return write_index(out, source, selection, tables, line, ovp_md, made), tables
+        made = all_figures(runs_df, curves, out / "figures", value_column(selection), figure_formats)
+        made_aggregate = aggregate_figures(scores, agg.mean_ranks, agg.cd, out / "figures", figure_formats,
+                                           bootstrap_seed)
+    return write_index(out, source, selection, tables, line, sections, made, made_aggregate), tables
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report.py: error: {err}", file=sys.stderr)
         return 2
     formats = () if args.no_figures else tuple(args.figure_formats.split(","))
-    index, tables = make_report(runs_df, curves, Path(args.out), source, args.selection, seeds, formats)
+    index, tables = make_report(runs_df, curves, Path(args.out), source, args.selection, seeds, formats,
+                                args.baseline, args.bootstrap_reps, args.bootstrap_seed)
     print(info.summary())
     print(to_markdown(tables[0]) if tables else "No finished runs: no tables (see the coverage table).")
     print(f"Report: {index}")

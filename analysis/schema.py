@@ -25,20 +25,13 @@ PROTOCOL_ORDER = ["standard", "source_only", "dann"]
 
 # Scalar metrics copied from result.json["metrics"]; all accuracies are percent, ece is a fraction.
 SCALAR_METRICS = [
+    # the trainer's own selections (kept for runs.csv; tables use analysis.selection's rules on metrics.jsonl)
     "top1_last", "top1_best", "best_epoch", "top1_val_selected", "val_best", "nll", "ece",
     "head_acc", "medium_acc", "tail_acc", "worst_domain_acc",
 ]
 # Structured values kept as Python objects in the DataFrame and as JSON text in the CSV.
 JSON_COLUMNS = ["per_class_acc", "per_domain_acc", "reliability", "train_class_counts", "layer_report",
                 "hparams", "recipe"]
-
-# Model-selection rules: the metric a table cell averages. "top1_best" picks the epoch by test accuracy,
-# as AlignQ/ClimbQ do (methods.md 1.4), so its label says "oracle".
-SELECTION_RULES = {
-    "top1_last": "last epoch",
-    "top1_best": "best epoch on the test set (oracle, the papers' convention)",
-    "top1_val_selected": "epoch with the best validation accuracy",
-}
 
 _LT_RE = re.compile(r"-lt-r(\d+(?:\.\d+)?)")
 
@@ -106,6 +99,12 @@ def spec_columns(spec: dict[str, Any], grid: Any = None) -> dict[str, Any]:
         "hparams": dig(spec, "hparams", {}),
         "recipe": dig(spec, "recipe", {}),
     }
+
+
+def hparams_source(provenance: Any) -> str:
+    """``tuned`` when the run's hyper-parameters were frozen from a tuning study (spec.json ``provenance``
+    ``{"hparams": "tuned", ...}``), else ``default`` (the grid's own values)."""
+    return "tuned" if dig(provenance, "hparams") == "tuned" else "default"
 
 
 def config_id(spec: dict[str, Any]) -> str:

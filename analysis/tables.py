@@ -6,7 +6,8 @@
 - bit-width sweep: methods × W/A for each (task, arch), with the FP starting point as the first column.
 
 Rows come in W/A blocks after an FP reference block (see ``analysis.cells.make_rows``). All layouts take
-the selection rule (``top1_last`` default, ``top1_best`` = oracle, ``top1_val_selected``).
+the name of a model-selection rule (``analysis.selection``: ``last`` default, ``val``, ``oracle``); their
+Top-1 cells average each run's test accuracy at the epoch that rule picks.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import re
 import pandas as pd
 
 from analysis.cells import Column, Table, caption_for, done_runs, fill_table, make_rows
+from analysis.selection import DEFAULT_RULE, value_column
 from benchmarks.run.labels import bits_sort_key
 
 
@@ -27,8 +29,9 @@ def _pairs(runs: pd.DataFrame, *cols: str) -> list[tuple]:
     return sorted(set(map(tuple, runs[list(cols)].astype(str).to_numpy())))
 
 
-def longtail_table(runs: pd.DataFrame, selection: str = "top1_last") -> Table | None:
+def longtail_table(runs: pd.DataFrame, selection: str = DEFAULT_RULE) -> Table | None:
     """Long-tailed tasks (dataset name with ``-lt-r<ρ>``), all W/A blocks in one table."""
+    top1 = value_column(selection)
     lt = done_runs(runs)
     lt = lt[lt["lt_ratio"].notna()]
     if lt.empty:
@@ -37,7 +40,7 @@ def longtail_table(runs: pd.DataFrame, selection: str = "top1_last") -> Table | 
     for task, arch in _pairs(lt, "task", "arch"):
         group, match = f"{task} · {arch}", {"task": task, "arch": arch}
         columns += [
-            Column(f"{group}|top1", "Top-1", group, selection, match),
+            Column(f"{group}|top1", "Top-1", group, top1, match),
             Column(f"{group}|delta", "Δ FP", group, delta_of=f"{group}|top1"),
             Column(f"{group}|head", "Head", group, "head_acc", match),
             Column(f"{group}|medium", "Med", group, "medium_acc", match),
@@ -54,8 +57,9 @@ def longtail_table(runs: pd.DataFrame, selection: str = "top1_last") -> Table | 
     return fill_table(table, lt)
 
 
-def shift_tables(runs: pd.DataFrame, selection: str = "top1_last") -> list[Table]:
+def shift_tables(runs: pd.DataFrame, selection: str = DEFAULT_RULE) -> list[Table]:
     """Domain-shift tasks (a target domain set), one table per architecture."""
+    top1 = value_column(selection)
     shift = done_runs(runs)
     shift = shift[shift["target"].notna()]
     tables = []
@@ -63,8 +67,8 @@ def shift_tables(runs: pd.DataFrame, selection: str = "top1_last") -> list[Table
         sub = shift[shift["arch"].astype(str) == arch]
         tasks = sorted(sub["task"].unique())
         parts = [{"task": t} for t in tasks]
-        columns = [Column(t, t, metric=selection, match={"task": t}) for t in tasks] + [
-            Column("avg", "Avg", metric=selection, parts=parts),
+        columns = [Column(t, t, metric=top1, match={"task": t}) for t in tasks] + [
+            Column("avg", "Avg", metric=top1, parts=parts),
             Column("delta_avg", "Δ Avg", delta_of="avg"),
             Column("worst", "Worst dom.", metric="worst_domain_acc", parts=parts, reduce="min"),
         ]
@@ -80,8 +84,9 @@ def shift_tables(runs: pd.DataFrame, selection: str = "top1_last") -> list[Table
     return tables
 
 
-def standard_table(runs: pd.DataFrame, selection: str = "top1_last") -> Table | None:
+def standard_table(runs: pd.DataFrame, selection: str = DEFAULT_RULE) -> Table | None:
     """Balanced single-domain tasks: methods × (dataset, arch), W/A blocks."""
+    top1 = value_column(selection)
     std = done_runs(runs)
     std = std[std["target"].isna() & std["lt_ratio"].isna()]
     if std.empty:
@@ -89,7 +94,7 @@ def standard_table(runs: pd.DataFrame, selection: str = "top1_last") -> Table | 
     columns = []
     for dataset, arch in _pairs(std, "dataset", "arch"):
         group, match = f"{dataset} · {arch}", {"dataset": dataset, "arch": arch}
-        columns += [Column(f"{group}|top1", "Top-1", group, selection, match),
+        columns += [Column(f"{group}|top1", "Top-1", group, top1, match),
                     Column(f"{group}|delta", "Δ FP", group, delta_of=f"{group}|top1")]
     caption = caption_for(std, selection, "Standard (balanced, single-domain) tasks: top-1 accuracy (%).",
                           "Δ FP: difference to the FP row (points).")
@@ -98,8 +103,9 @@ def standard_table(runs: pd.DataFrame, selection: str = "top1_last") -> Table | 
     return fill_table(table, std)
 
 
-def sweep_tables(runs: pd.DataFrame, selection: str = "top1_last") -> list[Table]:
+def sweep_tables(runs: pd.DataFrame, selection: str = DEFAULT_RULE) -> list[Table]:
     """Bit-width sweeps: for each (task, arch), methods × W/A with the FP starting point first."""
+    top1 = value_column(selection)
     done = done_runs(runs)
     tables = []
     for task, arch in _pairs(done, "task", "arch"):
@@ -108,8 +114,8 @@ def sweep_tables(runs: pd.DataFrame, selection: str = "top1_last") -> list[Table
         if quant.empty:
             continue
         bits = sorted(quant["bits_label"].unique(), key=bits_sort_key)
-        columns = [Column("fp", "FP", metric=selection, fp_ref=True)] + [
-            Column(b, b, metric=selection, match={"bits_label": b}) for b in bits]
+        columns = [Column("fp", "FP", metric=top1, fp_ref=True)] + [
+            Column(b, b, metric=top1, match={"bits_label": b}) for b in bits]
         caption = caption_for(sub, selection, f"Bit-width sweep on {task} ({arch}): top-1 accuracy (%).",
                               "FP: the full-precision model of the same protocol that QAT starts from.")
         rows = [r for r in make_rows(sub, with_bits=False) if not r.is_fp]
@@ -119,7 +125,7 @@ def sweep_tables(runs: pd.DataFrame, selection: str = "top1_last") -> list[Table
     return tables
 
 
-def all_tables(runs: pd.DataFrame, selection: str = "top1_last") -> list[Table]:
+def all_tables(runs: pd.DataFrame, selection: str = DEFAULT_RULE) -> list[Table]:
     """Every layout that has data, in a fixed order: long-tail, shift, standard, sweeps."""
     tables = [longtail_table(runs, selection), *shift_tables(runs, selection),
               standard_table(runs, selection), *sweep_tables(runs, selection)]

@@ -44,9 +44,9 @@ RUNS[(STD_TASK, "lsq", 4, 0)] = 93.0
 RUNS[(STD_TASK, "lsq", 4, 1)] = 94.0
 
 
-def make_spec(task: tuple, method: str, bits: int, seed: int) -> dict:
+def make_spec(task: tuple, method: str, bits: int, seed: int, policy: tuple[str, str] | None = None) -> dict:
     dataset, target, protocol = task
-    first, last = POLICY[method]
+    first, last = policy or POLICY.get(method, ("8bit", "8bit"))
     return {"task": {"dataset": dataset, "target": target, "protocol": protocol}, "arch": ARCH,
             "method": method, "w_bits": bits, "a_bits": bits, "seed": seed,
             "hparams": {"lr_scale": 1.0} if method != "fp" else {},
@@ -99,19 +99,34 @@ def make_result(run_id: str, spec: dict, top1: float) -> dict:
     }
 
 
+# Per-epoch (test, val) offsets from top1_last, so that the selection rules reproduce result.json's values:
+# last = epoch 3 (top1), oracle = epoch 2 (top1 + 1 = top1_best, best_epoch 2), val = epoch 1 (val top1 + 2 =
+# val_best, test top1 - 0.5 = top1_val_selected). An incomplete run stops after epoch 1.
+CURVE_OFFSETS = [(-0.5, 2.0), (1.0, 1.0), (0.0, 0.0)]
+
+
 def _curve(run_id: str, top1: float, epochs: int) -> list[dict]:
     return [{"run_id": run_id, "epoch": e, "train_loss": 2.0 / e, "train_acc": top1 - 10.0 / e,
-             "val_acc": None, "test_acc": top1 - 6.0 * (epochs - e),
+             "val_acc": top1 + CURVE_OFFSETS[e - 1][1], "test_acc": top1 + CURVE_OFFSETS[e - 1][0],
              "test_acc_by_domain": {}, "lr": 0.01, "time_s": 1.0} for e in range(1, epochs + 1)]
 
 
-def write_run(runs_dir: Path, task: tuple, method: str, bits: int, seed: int, outcome: float | str) -> Path:
+def write_run(runs_dir: Path, task: tuple, method: str, bits: int, seed: int, outcome: float | str,
+              policy: tuple[str, str] | None = None, tuned: bool = False) -> Path:
+    """One run dir. ``policy`` overrides the method's layer policy; ``tuned`` records tuned hyper-parameters
+    (other hparams, and the provenance the matrix writes into spec.json)."""
     run_id = run_id_of(task, method, bits, seed)
-    spec = make_spec(task, method, bits, seed)
+    if policy or tuned:
+        run_id = hashlib.sha1(json.dumps([run_id, policy, tuned]).encode()).hexdigest()[:12]
+    spec = make_spec(task, method, bits, seed, policy)
+    provenance = None
+    if tuned:
+        spec["hparams"] = {"lr_scale": 2.0}
+        provenance = {"hparams": "tuned", "file": "tuned.json", "study": {"name": "fixture-study"}}
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
     (run_dir / "spec.json").write_text(json.dumps({"schema_version": 1, "run_id": run_id, "grid": "fixture",
-                                                   "spec": spec}))
+                                                   "spec": spec, "provenance": provenance}))
     if outcome == "failed":
         (run_dir / "failed.json").write_text(json.dumps({"run_id": run_id, "error": "RuntimeError: boom",
                                                          "traceback": "...", "time": "2026-01-01T00:00:00"}))

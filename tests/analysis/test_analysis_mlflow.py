@@ -62,7 +62,7 @@ def test_params_fallback_for_runs_without_spec_artifact(sources):
 
 
 def test_real_sync_gives_the_same_tables(tmp_path):
-    """End to end with the project's own MLflow sync (benchmarks/tracking/mlflow_sync.py), when it is importable."""
+    """End to end with the project's own MLflow sync (benchmarks/tracking/mlflow_sync.py), when importable."""
     tracking = pytest.importorskip("benchmarks.tracking.mlflow_sync")
     root = make_sweep(tmp_path / "out")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

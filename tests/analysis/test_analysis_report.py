@@ -68,12 +68,17 @@ def test_report_writes_everything(report, capsys):
     code, out = report
     assert code == 0
     index = (out / "index.md").read_text()
-    for name in ("longtail", "shift_dann-digits", "standard", "coverage", "ours_vs_published"):
+    for name in ("longtail", "shift_dann-digits", "standard", "coverage", "ours_vs_published",
+                 "paired_vs_lsq", "aggregate", "ranks"):
         for ext in ("md", "tex", "csv"):
             assert (out / "tables" / f"{name}.{ext}").stat().st_size > 0
         assert f"tables/{name}.md" in index
     pngs = sorted((out / "figures").glob("*.png"))
-    assert len(pngs) == sum(FIGURE_KINDS.values()) and all(f"figures/{p.name}" in index for p in pngs)
+    # + the performance profiles; no critical-difference diagram: two methods (the caption says why)
+    assert len(pngs) == sum(FIGURE_KINDS.values()) + 1 and all(f"figures/{p.name}" in index for p in pngs)
+    assert (out / "figures" / "aggregate__performance_profiles.png").exists()
+    assert "Friedman/Nemenyi: 2 method(s); the test needs at least 3" in index
+    assert "Selection rule: `last`: last epoch" in index and "How to read a cell" in index
     assert len(pd.read_csv(out / "runs.csv")) == 27
     assert "6/12 cells complete" in index
 
@@ -81,10 +86,13 @@ def test_report_writes_everything(report, capsys):
 def test_report_prints_main_table(sweep, tmp_path, capsys):
     root, _, _ = sweep
     out = tmp_path / "r"
-    assert main(["--runs", str(root), "--out", str(out), "--no-figures", "--selection", "top1_best"]) == 0
+    assert main(["--runs", str(root), "--out", str(out), "--no-figures", "--selection", "oracle"]) == 0
     printed = capsys.readouterr().out
-    assert "### Long-tail" in printed and "83.0 ± 2.0 (3)" in printed  # FP top1_best = top1_last + 1
+    assert "### Long-tail" in printed and "83.0 ± 5.0 (3)" in printed  # FP oracle = last + 1 in the fixture
     assert f"Report: {out / 'index.md'}" in printed and not (out / "figures").exists()
+    # the result.json metric names of earlier versions still name their rule
+    assert main(["--runs", str(root), "--out", str(out), "--no-figures", "--selection", "top1_best"]) == 0
+    assert "83.0 ± 5.0 (3)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args", [
