@@ -28,6 +28,7 @@ from analysis.render import frame_latex, frame_markdown, to_markdown, write_tabl
 from analysis.scores import ScoreSet, normalised_scores
 from analysis.selection import DEFAULT_RULE, RULES, get_rule, value_column
 from analysis.tables import all_tables
+from benchmarks.run.redact import redact_url
 
 DESCRIPTION = """\
 Turn finished benchmark runs into one report folder.
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             runs_df, info = collect_mlflow(args.mlflow_uri, args.experiment)
             curves = read_mlflow_curves(args.mlflow_uri, args.experiment)
-            source = f"{args.mlflow_uri} ({', '.join(args.experiment)})"
+            source = f"{redact_url(args.mlflow_uri)} ({', '.join(args.experiment)})"
     except (OSError, ValueError) as err:
         print(f"report.py: error: {err}", file=sys.stderr)
         return 2
