@@ -145,9 +145,14 @@ def collect_runs(path: str | Path) -> tuple[pd.DataFrame, CoverageInfo]:
     info = CoverageInfo(source=str(root))
     rows = []
     for run_dir in find_run_dirs(root):
+        problem = run_dir.identity_problem()
+        if problem is not None:  # a copy under another name must not count as a second run
+            log.warning("ignored: %s", problem)
+            info.unreadable.append(str(run_dir.path))
+            continue
         row = run_dir_row(run_dir)
         if row is None:
-            info.unreadable.append(str(run_dir))
+            info.unreadable.append(str(run_dir.path))
         else:
             rows.append(row)
     return runs_frame(rows, info)

@@ -18,5 +18,11 @@ if [ "${QBENCH_SKIP_SLURM:-0}" != "1" ]; then
 fi
 cleanup() { [ "$started_cluster" = 1 ] && bash slurm/cluster.sh down >/dev/null 2>&1; }
 trap cleanup EXIT
+# The style the code aims for, enforced: lint (pyflakes, pycodestyle, import order; 110 columns) and types.
+echo "== ruff check"
+$PY -m ruff check methods benchmarks analysis tests || exit 1
+echo "== mypy (configured in pyproject.toml)"
+$PY -m mypy || exit 1
 # -m overrides pyproject's default selection (which leaves slow/slurm tests out of a plain `pytest`).
-$PY -m pytest -m "not gpu" -p no:cacheprovider -q -rs "$@"
+# --durations shows where the time goes; pytest's own summary line ("N passed, M skipped") ends the output.
+$PY -m pytest -m "not gpu" -p no:cacheprovider -q -rs --durations=15 "$@"

@@ -213,3 +213,14 @@ def test_analysis_and_the_run_contract_load_without_torch():
             "benchmarks.run.labels, benchmarks.run.result; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_copied_run_directory_is_not_counted_twice(tmp_path, caplog):
+    """A run dir copied under another name (its spec.json names the original) is ignored with a warning."""
+    import shutil
+
+    original = write_run(tmp_path / "runs", LT_TASK, "lsq", 4, 0, 70.0)
+    shutil.copytree(original, original.parent / "copy-of-it")
+    df, info = collect_runs(tmp_path)
+    assert len(df) == 1 and info.unreadable == [str(original.parent / "copy-of-it")]
+    assert "copied or renamed" in caplog.text
