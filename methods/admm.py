@@ -61,6 +61,9 @@ class AdmmCorrelation(nn.Module):
     global RNG stream (data order, augmentation) is left untouched.
     """
 
+    d_tilde: torch.Tensor  # buffers, registered in __init__ and replaced when grown
+    gamma: torch.Tensor
+
     def __init__(self, mu: float, rho: float, index: int) -> None:
         super().__init__()
         self.mu, self.rho, self.index = mu, rho, index

@@ -17,7 +17,7 @@ No method-specific branch exists outside the method's own file.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, ClassVar, Literal, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +92,9 @@ class ActQuantizer(Quantizer):
     a post-ReLU input is non-negative, the network input or a linear bottleneck output is not. The decision
     and the initialisation are buffers, so they survive a checkpoint.
     """
+
+    signed_flag: torch.Tensor  # buffers, registered in __init__
+    initialized: torch.Tensor
 
     def __init__(self, bits: int, signed: bool | None = None) -> None:
         super().__init__(bits)
@@ -206,7 +209,8 @@ class QuantMethod:
         full loss (task + protocol + extra terms). Methods that aggregate per-domain gradients override this.
         """
         optimizer.zero_grad(set_to_none=True)
-        total = sum(loss_fn(part) for part in parts)
+        # sum() starts from int 0 (0 + t0): kept as is so the values stay those recorded; a tensor here.
+        total = cast(torch.Tensor, sum(loss_fn(part) for part in parts))
         total.backward()
         optimizer.step()
         self.post_step(model)

@@ -102,7 +102,7 @@ class ClassSigma:
 
     def __call__(self, context: BatchContext | None, batch_size: int) -> torch.Tensor | float:
         labels = context.labels if context is not None else None
-        if labels is None or labels.numel() != batch_size:
+        if context is None or labels is None or labels.numel() != batch_size:
             return 2.0 * self.scale
         if self.mode == "batch":
             prior = context.class_prior

@@ -10,7 +10,6 @@ from methods.emaq_core import EmaQBase
 from methods.registry import register
 
 
-
 @register("emaq")
 class EmaQ(EmaQBase):
     """EmaQ: ``EmaQBase`` as is, under the name ``emaq``."""

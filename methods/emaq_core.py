@@ -24,7 +24,7 @@ and ClimbQ. Every rule here is our design (INFERRED), kept behind options so it 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -47,6 +47,10 @@ BN_EPS = 1e-5
 
 class DomainCdfActQuantizer(CdfActQuantizer):
     """E1–E2: Φ((x − μ_d)/σ_d) per channel, with per-domain EMA statistics as buffers (num_domains, C)."""
+
+    ema_mean: torch.Tensor  # buffers, registered in __init__ and replaced by resize()
+    ema_var: torch.Tensor
+    seen: torch.Tensor
 
     def __init__(self, bits: int, signed: bool | None, stats: str, momentum: float,
                  class_sigma: ClassSigma | None = None, stat_kernel: str = "exact") -> None:
@@ -91,7 +95,7 @@ class DomainCdfActQuantizer(CdfActQuantizer):
     def _track(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         """E1 for the batch's domain (no domain id: nothing to track)."""
         domain = self.context.domain if self.context is not None else None
-        if domain is None:
+        if self.context is None or domain is None:
             return
         if self.ema_mean.shape[1:] != mean.shape:  # used outside prepare()/attach(): size on first use
             self.resize(max(self.context.num_domains, domain + 1), mean.numel())
@@ -229,7 +233,8 @@ class EmaQBase(QuantMethod):
         start = [p.detach().clone() for p in params] if steps > 1 else None
         total: list[torch.Tensor | None] = [None] * len(params)
         for step in range(steps):
-            loss = sum(loss_fn(part) for part in parts)
+            # int 0 + the first loss, as the results were recorded with; a tensor here.
+            loss = cast(torch.Tensor, sum(loss_fn(part) for part in parts))
             grads = (torch.autograd.grad(loss, params, allow_unused=True) if loss.requires_grad
                      else (None,) * len(params))
             if step == 0:

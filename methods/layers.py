@@ -3,6 +3,8 @@ those of the original model plus the quantizers' own entries (``weight_quant.*``
 ``act_quant.*``)."""
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,9 +21,11 @@ class QuantConv2d(nn.Conv2d):
     @classmethod
     def from_float(cls, conv: nn.Conv2d, weight_quant: WeightQuantizer,
                    input_quant: ActQuantizer | None) -> "QuantConv2d":
-        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
-                device=conv.weight.device, dtype=conv.weight.dtype)
+        # A Conv2d's size attributes are 2-tuples at run time; the stubs type them as tuple[int, ...].
+        pair = tuple[int, int]
+        q = cls(conv.in_channels, conv.out_channels, cast(pair, conv.kernel_size), cast(pair, conv.stride),
+                cast("str | tuple[int, int]", conv.padding), cast(pair, conv.dilation), conv.groups,
+                conv.bias is not None, conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype)
         q.weight, q.bias = conv.weight, conv.bias
         q.weight_quant, q.input_quant = weight_quant, input_quant
         return q

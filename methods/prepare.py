@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from methods.base import ActQuantizer, LayerPolicy, QuantMethod, Quantizer
+from methods.base import ActQuantizer, LayerPolicy, Quantizer, QuantMethod
 from methods.context import BatchContext
 from methods.layers import QuantBatchNorm2d, QuantConv2d, QuantLinear
 from methods.quant import check_bits, is_full_precision
@@ -65,18 +65,22 @@ def prepare(model: nn.Module, method: QuantMethod, w_bits: int, a_bits: int,
     for q in model.modules():
         if isinstance(q, Quantizer):
             q.context = context
-    model.quant_context = context
-    model.layer_plan = plan
+    # Plain attributes, not submodules or buffers (setattr: nn.Module's __setattr__ is typed for those).
+    setattr(model, "quant_context", context)
+    setattr(model, "layer_plan", plan)
     method.attach(model, context)
     return layer_report(model)
 
 
 def _quantized_layer(module: nn.Module, method: QuantMethod, wb: int, ab: int) -> nn.Module:
+    if not isinstance(module, (nn.Conv2d, nn.Linear)):  # the plan holds only Conv2d and Linear layers
+        raise TypeError(f"cannot quantize a {type(module).__name__}: only Conv2d and Linear layers")
     weight_quant = method.weight_quantizer(wb)
     weight_quant.init_from_weight(module.weight.detach())
     input_quant = method.act_quantizer(ab) if method.act_site == "input" else None
-    cls = QuantConv2d if isinstance(module, nn.Conv2d) else QuantLinear
-    return cls.from_float(module, weight_quant, input_quant)
+    if isinstance(module, nn.Conv2d):
+        return QuantConv2d.from_float(module, weight_quant, input_quant)
+    return QuantLinear.from_float(module, weight_quant, input_quant)
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -96,16 +100,17 @@ def layer_report(model: nn.Module) -> LayerReport:
             continue
         following = next((n for n, _ in modules[index + 1:] if not n.startswith(name + ".")), None)
         wb, ab, role = plan.get(name, (32, 32, "body"))
-        quantized = isinstance(module, (QuantConv2d, QuantLinear))
+        quant_layer = module if isinstance(module, (QuantConv2d, QuantLinear)) else None
+        quantized = quant_layer is not None
         act_site, act_q = "none", None
-        if quantized and module.input_quant is not None:
-            act_site, act_q = "input", module.input_quant
+        if quant_layer is not None and quant_layer.input_quant is not None:
+            act_site, act_q = "input", quant_layer.input_quant
         elif following in post_bn:
             act_site, act_q = "post_bn", post_bn[following]
         rows.append({
             "name": name,
             "type": type(module).__name__.replace("Quant", ""),
-            "w_bits": module.weight_quant.bits if quantized else 32,
+            "w_bits": quant_layer.weight_quant.bits if quant_layer is not None else 32,
             "a_bits": act_q.bits if act_q is not None else 32,
             "act_site": act_site,
             "a_signed": act_q.signed if act_q is not None else None,
