@@ -54,9 +54,9 @@ def _csv(value: str | None, cast=str) -> tuple | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from benchmarks.matrix.grids import PROFILES, load_grid
-    from benchmarks.matrix.expand import Filters, expand, states
     from benchmarks.launch.launchers import LAUNCHERS
+    from benchmarks.matrix.expand import Filters, expand, states
+    from benchmarks.matrix.grids import PROFILES, load_grid
 
     try:
         if args.profile not in PROFILES:

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (quick looks)")
     p.add_argument("--fp-epochs", type=int, default=2, help="epochs of the FP parent of a QAT run")
     p.add_argument("--fp-lr", type=float, default=0.05)
-    p.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE", help="method hyper-parameter")
+    p.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
+                   help="method hyper-parameter")
     p.add_argument("--first-last", default=None, help="layer policy 'FIRST/LAST', each same|8bit|fp")
     p.add_argument("--output", default="outputs/single", help="output directory (runs/<run_id> inside)")
     p.add_argument("--data-root", default=None, help="data directory (default $QBENCH_DATA_ROOT or ./data)")
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         task = TaskSpec(args.dataset, args.target, args.protocol)
         recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
                         weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch)
-        fp_recipe = Recipe(epochs=args.fp_epochs, batch_size=args.batch_size, lr=args.fp_lr, schedule="cosine",
+        fp_recipe = Recipe(epochs=args.fp_epochs, batch_size=args.batch_size, lr=args.fp_lr,
+                           schedule="cosine",
                            weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch)
         spec = RunSpec(task=task, arch=args.arch, method=args.method, recipe=recipe, w_bits=w_bits,
                        a_bits=a_bits, seed=args.seed, hparams=parse_hparams(args.hparam), layer_policy=policy,

@@ -37,8 +37,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cli.args import fail, parse_bits, parse_hparams, parse_layer_policy  # noqa: E402
-from benchmarks.tuning.search_spaces import SAMPLERS, parse_range, search_space  # noqa: E402
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec  # noqa: E402
+from benchmarks.tuning.search_spaces import SAMPLERS, parse_range, search_space  # noqa: E402
+
 # the study and trial API, importable from here too (tests, notebooks): benchmarks.tune is the tuning entry point
 from benchmarks.tuning.study import Log, TuneOptions, ensure_parent, load_study, prepare_study  # noqa: E402
 from benchmarks.tuning.trials import fail_stale, remaining, run_trial  # noqa: E402

@@ -12,8 +12,8 @@ from typing import Any, Callable
 import submitit
 
 from benchmarks.launch.job import RunJob
-from benchmarks.matrix.expand import states
 from benchmarks.launch.profiles import array_chunks, load_slurm_profile, make_executor
+from benchmarks.matrix.expand import states
 from benchmarks.run.rundir import RunDir, RunState
 from benchmarks.run.spec import RunSpec
 

@@ -7,7 +7,6 @@ its last checkpoint).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -16,8 +15,8 @@ from benchmarks.cli.args import parse_bits
 from benchmarks.matrix.grids import Grid, GridError
 from benchmarks.run.rundir import RunDir, RunState
 from benchmarks.run.spec import RunSpec
-from benchmarks.tuning.frozen import apply_tuned
 from benchmarks.run.validate import validate_spec
+from benchmarks.tuning.frozen import apply_tuned
 
 TunedLookup = Callable[[str, str, str, int, int], "dict[str, Any] | None"]
 
@@ -47,7 +46,8 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
     fp_runs: dict[str, RunSpec] = {}
     qat_runs: list[RunSpec] = []
     for gtask in grid.tasks:
-        if filters.datasets is not None and not {gtask.task.dataset, gtask.task.label} & set(filters.datasets):
+        names = {gtask.task.dataset, gtask.task.label}
+        if filters.datasets is not None and not names & set(filters.datasets):
             continue
         if profile not in grid.recipes[gtask.recipe]:
             raise GridError(f"grid {grid.name!r} recipe {gtask.recipe!r} has no profile {profile!r}; "
@@ -73,7 +73,8 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                         if frozen:
                             spec = apply_tuned(spec, frozen)
                             if provenance is not None:
-                                provenance[spec.run_id] = {"hparams": "tuned", "file": str(frozen.get("path")),
+                                provenance[spec.run_id] = {"hparams": "tuned",
+                                                           "file": str(frozen.get("path")),
                                                            "study": frozen.get("study")}
                         parent = spec.parent()
                         fp_runs.setdefault(parent.run_id, parent)

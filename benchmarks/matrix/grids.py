@@ -53,12 +53,14 @@ def load_grid(name_or_path: str) -> Grid:
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         path = GRID_DIR / f"{name_or_path}.yaml"
         if not path.exists():
-            raise GridError(f"unknown grid {name_or_path!r}; valid: {', '.join(available_grids())} or a YAML path")
+            valid = ", ".join(available_grids())
+            raise GridError(f"unknown grid {name_or_path!r}; valid: {valid} or a YAML path")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
-        raise GridError(f"malformed grid file {path}: YAML error{f' at line {where.line + 1}' if where else ''}")
+        at = f" at line {where.line + 1}" if where else ""
+        raise GridError(f"malformed grid file {path}: YAML error{at}")
     return parse_grid(data, path)
 
 
@@ -68,7 +70,8 @@ def parse_grid(data: Any, path: Path | None = None) -> Grid:
         raise GridError(f"malformed {where}: expected a mapping at the top level")
     unknown = sorted(set(data) - GRID_KEYS)
     if unknown:
-        raise GridError(f"malformed {where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(GRID_KEYS))}")
+        valid = ", ".join(sorted(GRID_KEYS))
+        raise GridError(f"malformed {where}: unknown key {unknown[0]!r}; valid: {valid}")
     for key in ("name", "methods", "bits", "seeds", "tasks", "recipes"):
         if key not in data:
             raise GridError(f"malformed {where}: missing key {key!r}")
@@ -113,7 +116,8 @@ def _parse_task(entry: Any, recipes: dict) -> GridTask:
         raise ValueError(f"task {entry['dataset']!r} names recipe {entry.get('recipe')!r}; "
                          f"valid: {', '.join(recipes)}")
     task = TaskSpec(dataset=entry["dataset"], target=entry.get("target"),
-                    protocol=entry.get("protocol", "standard"), val_fraction=float(entry.get("val_fraction", 0.1)),
+                    protocol=entry.get("protocol", "standard"),
+                    val_fraction=float(entry.get("val_fraction", 0.1)),
                     test_subsample=entry.get("test_subsample"))
     archs = entry.get("archs")
     if not isinstance(archs, list) or not archs:

@@ -17,7 +17,8 @@ class Batches:
     def __init__(self, task: TaskData, spec: RunSpec, device: torch.device, channels_last: bool) -> None:
         self.task, self.spec, self.device, self.channels_last = task, spec, device, channels_last
 
-    def _stream(self, split, epoch: int, domain: int, cycle: int = 0, shuffle: bool = True, augment: bool = True,
+    def _stream(self, split, epoch: int, domain: int, cycle: int = 0, shuffle: bool = True,
+                augment: bool = True,
                 drop_last: bool = True, batch_size: int | None = None):
         generator = torch.Generator().manual_seed(((self.spec.seed * 1009 + epoch) * 31 + domain) * 7 + cycle)
         return iterate_batches(split, batch_size or self.spec.recipe.batch_size, mean=self.task.mean,
@@ -38,7 +39,8 @@ class Batches:
         """Yields, per step, one DomainBatch per source (labelled) and per target (unlabelled, y=None)."""
         sources = [self.epoch(epoch, d) for d in range(len(self.task.sources))]
         targets = [_cycle(lambda c, t=t, d=d: self._stream(t.train, epoch, d, c))
-                   for d, t in enumerate(self.task.targets, start=len(self.task.sources))] if use_targets else []
+                   for d, t in enumerate(self.task.targets,
+                                         start=len(self.task.sources))] if use_targets else []
         for batches in zip(*sources):
             parts = [DomainBatch(x, y, d) for d, (x, y) in enumerate(batches)]
             for d, stream in enumerate(targets, start=len(self.task.sources)):

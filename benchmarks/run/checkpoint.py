@@ -36,7 +36,8 @@ def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     truncated, not a checkpoint, or would execute code when unpickled."""
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
-        if not isinstance(payload, dict) or not {"model", "optimizer", "method", "rng", "epoch"} <= set(payload):
+        needed = {"model", "optimizer", "method", "rng", "epoch"}
+        if not isinstance(payload, dict) or not needed <= set(payload):
             raise ValueError("not a qbench checkpoint (keys missing)")
     except Exception as err:  # noqa: BLE001 - any failure to read means: restart without it
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

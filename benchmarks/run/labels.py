@@ -47,7 +47,7 @@ def as_bits(value: Any, default: int = FULL_PRECISION_BITS) -> int:
 
 
 def bits_label(w_bits: Any, a_bits: Any, method: str | None = None) -> str:
-    """``W4/A4``; ``FP`` for the full-precision method when ``method`` is given (records keep 32/32 for it)."""
+    """``W4/A4``; ``FP`` for the full-precision method when ``method`` is given (its records keep 32/32)."""
     if method == "fp":
         return "FP"
     return f"W{as_bits(w_bits)}/A{as_bits(a_bits)}"

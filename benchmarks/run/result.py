@@ -77,14 +77,16 @@ class ResultRecord:
     def from_dict(cls, data: Any, source: str = "result.json") -> "ResultRecord":
         """Read a record of this or an older version; raises ResultSchemaError naming ``source``."""
         if not isinstance(data, dict):
-            raise ResultSchemaError(f"{source}: a result record must be a JSON object, got {type(data).__name__}")
+            kind = type(data).__name__
+            raise ResultSchemaError(f"{source}: a result record must be a JSON object, got {kind}")
         version = data.get("schema_version", RESULT_SCHEMA_VERSION)
         if not isinstance(version, int) or version > RESULT_SCHEMA_VERSION:
-            raise ResultSchemaError(f"{source}: result schema_version {version!r} is newer than this code reads "
-                                    f"({RESULT_SCHEMA_VERSION}); update qbench")
+            raise ResultSchemaError(f"{source}: result schema_version {version!r} is newer than this code "
+                                    f"reads ({RESULT_SCHEMA_VERSION}); update qbench")
         if not isinstance(data.get("metrics"), dict):
             raise ResultSchemaError(f"{source}: missing or malformed key 'metrics'")
-        for key, kind in (("run_id", str), ("spec", dict)):  # the oldest records lack them: the run dir has both
+        # the oldest records lack them: the run dir has both
+        for key, kind in (("run_id", str), ("spec", dict)):
             if key in data and not isinstance(data[key], kind):
                 raise ResultSchemaError(f"{source}: malformed key {key!r}")
         known = {f.name for f in fields(cls)}

@@ -40,7 +40,8 @@ class RunState(str, Enum):
     RUNNING = "running"
     INCOMPLETE = "incomplete"
     FAILED = "failed"
-    INTERRUPTED = "interrupted"  # stopped on purpose (Ctrl-C, SIGTERM from SLURM): resumes when launched again
+    # stopped on purpose (Ctrl-C, SIGTERM from SLURM): resumes when launched again
+    INTERRUPTED = "interrupted"
     CORRUPT = "corrupt"  # a done marker without a readable, schema-valid result.json
     DONE = "done"
 
@@ -179,7 +180,8 @@ class RunDir:
         if not self.path.exists():
             return RunState.NOT_LAUNCHED
         beat = self.heartbeat_path
-        if beat.exists() and time.time() - beat.stat().st_mtime < HEARTBEAT_STALE_S and _heartbeat_alive(beat):
+        fresh = beat.exists() and time.time() - beat.stat().st_mtime < HEARTBEAT_STALE_S
+        if fresh and _heartbeat_alive(beat):
             return RunState.RUNNING
         failure = self.read_failure() if self.failed_path.exists() else None
         if failure is not None:
@@ -244,7 +246,8 @@ class RunDir:
         atomic_write_json(self.spec_path, record)
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        atomic_write_text(self.metrics_path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
+        lines = "".join(json.dumps(row, sort_keys=True) + "\n" for row in history)
+        atomic_write_text(self.metrics_path, lines)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():

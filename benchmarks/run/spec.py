@@ -109,7 +109,7 @@ class RunSpec:
         if self.method == "fp":
             return None
         if self.fp_recipe is None:
-            raise ValueError(f"QAT run of method {self.method!r} needs fp_recipe (how to train its FP parent)")
+            raise ValueError(f"QAT run of method {self.method!r} needs fp_recipe (how its FP parent trains)")
         return RunSpec(task=self.task, arch=self.arch, method="fp", recipe=self.fp_recipe, seed=self.seed,
                        arch_options=self.arch_options)
 
@@ -132,7 +132,8 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        payload = json.dumps({"schema_version": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True, default=str)
+        payload = json.dumps({"schema_version": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True,
+                             default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @classmethod

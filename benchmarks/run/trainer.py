@@ -84,11 +84,13 @@ def _logging_to(directory: RunDir, log: Log) -> Log:
     return both
 
 
-def _write_spec(directory: RunDir, spec: RunSpec, grid: str | None, provenance: dict[str, Any] | None) -> None:
+def _write_spec(directory: RunDir, spec: RunSpec, grid: str | None,
+                provenance: dict[str, Any] | None) -> None:
     existing = directory.read_spec()
     if existing is not None:
         if existing.get("run_id") != spec.run_id:
-            raise ValueError(f"{directory.spec_path} belongs to run {existing.get('run_id')}, not {spec.run_id}")
+            owner = existing.get("run_id")
+            raise ValueError(f"{directory.spec_path} belongs to run {owner}, not {spec.run_id}")
         return
     directory.write_spec({"schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "grid": grid,
                           "spec": spec.to_dict(), "provenance": provenance})
@@ -120,7 +122,8 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
     if parent is not None:
         parent_dir = RunDir.of(output, parent.run_id)
         if not parent_dir.is_done():
-            raise FileNotFoundError(f"FP parent run {parent.run_id} is not done (expected {parent_dir.final_path})")
+            raise FileNotFoundError(f"FP parent run {parent.run_id} is not done "
+                                    f"(expected {parent_dir.final_path})")
         model.load_state_dict(torch.load(parent_dir.final_path, map_location=device, weights_only=True))
     counts = torch.tensor(task.train_class_counts, dtype=torch.float32)
     context = BatchContext(class_prior=(counts / counts.sum()).to(device), class_counts=counts.to(device),

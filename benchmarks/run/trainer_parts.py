@@ -74,8 +74,9 @@ def make_loss_fn(model: TaskModel, method: QuantMethod, context: BatchContext, d
                  tally: dict[str, Any]) -> Callable[[DomainBatch], torch.Tensor]:
     """The loss of one domain part of a step, as ``method.training_step`` calls it: the context set, features
     under autocast, the method's task loss on labelled parts (with a running accuracy tally kept on the
-    device: no synchronisation), the DANN domain loss through gradient reversal (``tally["grl"]``), the method's
-    extra loss. The trainer and the speed benchmark both use it, so the benchmark times the real step."""
+    device: no synchronisation), the DANN domain loss through gradient reversal (``tally["grl"]``), the
+    method's extra loss. The trainer and the speed benchmark both use it, so the benchmark times the real
+    step."""
 
     def loss_fn(part: DomainBatch) -> torch.Tensor:
         context.set_batch(part.y, part.domain)

@@ -308,7 +308,8 @@ def sync_study(study_dir: Path, study_tags: dict[str, str], trial_tags: dict[str
         parent = found[0] if found else client.create_run(exp_id, run_name=name,
                                                           tags={"study_name": name, "qbench.kind": "study"})
         _log_batch(client, parent.info.run_id, tags=study_tags)
-        client.set_terminated(parent.info.run_id, status="FINISHED")  # a parent left RUNNING looks like a zombie
+        # a parent left RUNNING looks like a zombie
+        client.set_terminated(parent.info.run_id, status="FINISHED")
         common = {"study_name": name, "mlflow.parentRunId": parent.info.run_id}
         nested = {run_id: {**common, **tags} for run_id, tags in trial_tags.items()}
         for directory in run_dirs(study_dir):  # runs of the study that no trial names belong to it too

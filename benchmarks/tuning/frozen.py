@@ -84,7 +84,8 @@ def freeze_best(study, root: Path | str | None = None) -> Path:
         "w_bits": base.w_bits, "a_bits": base.a_bits, "spec": recorded_spec(base, config["space"]),
         "hparams": hparams, "recipe_overrides": recipe,
         "study": {
-            "name": study.study_name, "storage": redact_url(summary["storage"]), "output": summary["study_dir"],
+            "name": study.study_name, "storage": redact_url(summary["storage"]),
+            "output": summary["study_dir"],
             "best_trial": summary["best_trial"], "best_run_id": summary["best_run_id"],
             "best_value": summary["best_value"], "n_trials": sum(summary["trials"].values()),
             "n_complete": summary["trials"]["complete"], "n_pruned": summary["trials"]["pruned"],

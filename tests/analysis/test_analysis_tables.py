@@ -188,7 +188,8 @@ def test_mixed_configurations_are_flagged(tmp_path):
     assert df["effective_policy"].tolist() == ["W8A8/W8A8"] * 2
 
 
-RUN_CONTRACT = ("benchmarks.run.labels", "benchmarks.run.rundir", "benchmarks.run.result", "benchmarks.run.redact")
+RUN_CONTRACT = ("benchmarks.run.labels", "benchmarks.run.rundir", "benchmarks.run.result",
+                "benchmarks.run.redact")
 
 
 def test_analysis_never_imports_training_code():

@@ -5,9 +5,9 @@ import subprocess
 
 import pytest
 
-from benchmarks.run.rundir import RunDir, read_json
-from benchmarks.matrix.grids import load_grid
 from benchmarks.matrix.expand import expand
+from benchmarks.matrix.grids import load_grid
+from benchmarks.run.rundir import RunDir, read_json
 from tests.matrix.support import finished_metrics, longer_grid, run_matrix, wait_for
 
 pytestmark = pytest.mark.slurm

@@ -30,7 +30,8 @@ def finished_metrics(output: Path) -> dict[str, dict]:
 def longer_grid(tmp: Path, epochs: int = 4, steps: int = 12) -> Path:
     """The smoke grid with more epochs, so a run can be interrupted in the middle."""
     text = (REPO / "benchmarks/grids/smoke.yaml").read_text()
-    text = text.replace("name: smoke", "name: longer").replace("methods: [fp, lsq, dorefa]", "methods: [fp, lsq]")
+    text = text.replace("name: smoke", "name: longer").replace("methods: [fp, lsq, dorefa]",
+                                                               "methods: [fp, lsq]")
     text = text.replace("qat: {epochs: 2", f"qat: {{epochs: {epochs}").replace("steps_per_epoch: 8}",
                                                                                f"steps_per_epoch: {steps}}}")
     path = tmp / "longer.yaml"

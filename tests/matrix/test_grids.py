@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import json
-
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks.run.rundir import RunDir, read_json
-from benchmarks.matrix.grids import GridError, available_grids, load_grid
 from benchmarks.matrix.expand import Filters, expand
+from benchmarks.matrix.grids import GridError, available_grids, load_grid
+from benchmarks.run.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,10 +9,9 @@ import sys
 
 import pytest
 
-from benchmarks.run.rundir import RunDir, read_json
-from benchmarks.matrix.grids import load_grid
 from benchmarks.matrix.expand import expand
-from benchmarks.run.rundir import RunState
+from benchmarks.matrix.grids import load_grid
+from benchmarks.run.rundir import RunDir, RunState
 from tests.matrix.support import REPO, finished_metrics, longer_grid, run_matrix, wait_for
 
 pytestmark = pytest.mark.slow

@@ -40,7 +40,8 @@ def _golden_spec(method: str, seed: int = 0) -> tuple[Path, RunSpec]:
 
 
 def _rows(directory: Path) -> list[dict]:
-    return [{k: v for k, v in row.items() if not k.endswith("_s")} for row in RunDir(directory).read_metrics()]
+    rows = RunDir(directory).read_metrics()
+    return [{k: v for k, v in row.items() if not k.endswith("_s")} for row in rows]
 
 
 def _bits(state: dict[str, torch.Tensor]) -> dict[str, bytes]:

@@ -1,4 +1,5 @@
-"""A run directory under faults: concurrent owners, planted or broken checkpoints, divergence, corrupt records,
+"""A run directory under faults: concurrent owners, planted or broken checkpoints, divergence, corrupt
+records,
 copied directories, and file modes a lab's group can read."""
 from __future__ import annotations
 
@@ -102,7 +103,8 @@ def test_a_garbage_checkpoint_is_moved_aside_and_the_run_restarts(tmp_path):
 
 
 def test_divergence_fails_the_run_at_once_with_its_reason(tmp_path):
-    spec = _fp().with_(recipe=Recipe(epochs=3, batch_size=64, lr=1e12, schedule="constant", steps_per_epoch=4))
+    spec = _fp().with_(recipe=Recipe(epochs=3, batch_size=64, lr=1e12, schedule="constant",
+                                     steps_per_epoch=4))
     with pytest.raises(Diverged, match=r"diverged at epoch 1 step \d"):
         run(spec, tmp_path, log=_quiet)
     directory = RunDir.of(tmp_path, spec.run_id)

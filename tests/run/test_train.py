@@ -15,7 +15,8 @@ QAT = Recipe(epochs=3, batch_size=64, lr=0.01, schedule="multistep", milestones=
 
 
 def _spec(method="lsq", **kw) -> RunSpec:
-    return RunSpec(task=TaskSpec("optdigits"), arch="dann_digits", method=method, recipe=QAT, w_bits=4, a_bits=4,
+    return RunSpec(task=TaskSpec("optdigits"), arch="dann_digits", method=method, recipe=QAT, w_bits=4,
+                   a_bits=4,
                    fp_recipe=FP, **kw)
 
 
@@ -82,7 +83,8 @@ def test_sigterm_stops_at_a_step_boundary_and_the_run_resumes(fp_output, tmp_pat
     spec = _spec(seed=0)
     whole = run(spec, fp_output, log=_quiet).to_dict()
     other = tmp_path / "terminated"
-    shutil.copytree(RunDir.of(fp_output, spec.parent().run_id).path, RunDir.of(other, spec.parent().run_id).path)
+    shutil.copytree(RunDir.of(fp_output, spec.parent().run_id).path, RunDir.of(other,
+                                                                               spec.parent().run_id).path)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         assert stop_on_sigterm()

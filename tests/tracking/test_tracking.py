@@ -91,10 +91,13 @@ def test_flatten_stringifies_once():
 
 def test_sync_sqlite_idempotent_then_failed_run_finishes(output):
     uri = f"sqlite:///{output / 'mlflow.db'}"
-    assert sync_runs(output) == {"created": 3, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates_removed": 0}  # default: <output>/mlflow.db
+    # default: <output>/mlflow.db
+    assert sync_runs(output) == {"created": 3, "updated": 0, "unchanged": 0, "skipped": 0,
+                                 "duplicates_removed": 0}
     _check_view(uri, output)
     before = _search(uri)
-    assert sync_runs(output) == {"created": 0, "updated": 0, "unchanged": 3, "skipped": 0, "duplicates_removed": 0}
+    assert sync_runs(output) == {"created": 0, "updated": 0, "unchanged": 3, "skipped": 0,
+                                 "duplicates_removed": 0}
     after = _search(uri)
     assert len(after) == 3 and sorted(after["run_id"]) == sorted(before["run_id"])
 
@@ -109,7 +112,8 @@ def test_sync_sqlite_idempotent_then_failed_run_finishes(output):
     # The failed run is resumed to DONE: the same MLflow run becomes status=done with its metrics.
     failed_spec = _spec(2)
     run(failed_spec, output, grid="demo-grid", log=lambda s: None)
-    assert sync_runs(output) == {"created": 0, "updated": 1, "unchanged": 2, "skipped": 0, "duplicates_removed": 0}
+    assert sync_runs(output) == {"created": 0, "updated": 1, "unchanged": 2, "skipped": 0,
+                                 "duplicates_removed": 0}
     df = _search(uri).set_index("tags.run_id")
     assert len(df) == 3
     row = df.loc[failed_spec.run_id]
@@ -196,9 +200,11 @@ def test_sync_against_mlflow_server(output, tmp_path):
             alive = server.poll() is None and time.monotonic() < deadline
             assert alive, (tmp_path / "server.log").read_text()
             time.sleep(0.5)
-        assert sync_runs(output, tracking_uri=uri) == {"created": 3, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates_removed": 0}
+        assert sync_runs(output, tracking_uri=uri) == {"created": 3, "updated": 0, "unchanged": 0,
+                                                       "skipped": 0, "duplicates_removed": 0}
         _check_view(uri, output)
-        assert sync_runs(output, tracking_uri=uri) == {"created": 0, "updated": 0, "unchanged": 3, "skipped": 0, "duplicates_removed": 0}
+        assert sync_runs(output, tracking_uri=uri) == {"created": 0, "updated": 0, "unchanged": 3,
+                                                       "skipped": 0, "duplicates_removed": 0}
         assert len(_search(uri)) == 3
         assert any((tmp_path / "server-artifacts").rglob("result.json"))
     finally:

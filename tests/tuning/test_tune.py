@@ -18,12 +18,20 @@ import pytest
 from optuna.trial import TrialState
 
 import benchmarks.run.trainer as train_module
-from benchmarks.run.rundir import RunDir, read_json
-from benchmarks.tuning.search_spaces import make_sampler, search_space, suggest
+from benchmarks.run.rundir import RunDir
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
-from benchmarks.tune import (TuneOptions, continue_study, ensure_parent, fail_stale, load_study,
-                             prepare_study, remaining, run_trial)
+from benchmarks.tune import (
+    TuneOptions,
+    continue_study,
+    ensure_parent,
+    fail_stale,
+    load_study,
+    prepare_study,
+    remaining,
+    run_trial,
+)
 from benchmarks.tuning.frozen import apply_tuned, freeze_best, load_tuned, tuned_path
+from benchmarks.tuning.search_spaces import make_sampler, search_space, suggest
 
 try:
     from tests.slurm_fixture import slurm_cluster  # noqa: F401
