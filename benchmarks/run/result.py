@@ -77,8 +77,8 @@ class ResultRecord:
     def from_dict(cls, data: Any, source: str = "result.json") -> "ResultRecord":
         """Read a record of this or an older version; raises ResultSchemaError naming ``source``."""
         if not isinstance(data, dict):
-            kind = type(data).__name__
-            raise ResultSchemaError(f"{source}: a result record must be a JSON object, got {kind}")
+            got = type(data).__name__
+            raise ResultSchemaError(f"{source}: a result record must be a JSON object, got {got}")
         version = data.get("schema_version", RESULT_SCHEMA_VERSION)
         if not isinstance(version, int) or version > RESULT_SCHEMA_VERSION:
             raise ResultSchemaError(f"{source}: result schema_version {version!r} is newer than this code "
