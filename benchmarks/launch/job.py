@@ -1,4 +1,5 @@
-"""The job callable every launcher submits: it trains one run in a worker process."""
+"""The job callable every launcher submits for a matrix run (it trains one run in a worker process), and the
+GPU assignment the local pool hands to its workers."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,17 @@ from typing import Any
 import submitit
 
 from benchmarks.run.spec import RunSpec
+
+# The local pool names each worker's GPU here; the job applies it before torch touches CUDA. Not
+# CUDA_VISIBLE_DEVICES itself: submitit copies the launcher's environment, and the launcher keeps its own.
+GPU_ENV = "QBENCH_GPU"
+
+
+def use_assigned_gpu() -> None:
+    """Restrict this worker to the GPU the local pool assigned to it (no-op elsewhere)."""
+    visible = os.environ.get(GPU_ENV)
+    if visible is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -19,10 +31,7 @@ class RunJob(submitit.helpers.Checkpointable):
         from benchmarks.run.trainer import run  # imported in the worker: keeps the pickled callable light
 
         stop_on_sigterm()
-
-        visible = os.environ.get("QBENCH_GPU")
-        if visible is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible
+        use_assigned_gpu()
         spec = RunSpec.from_dict(spec_dict)
         result = run(spec, Path(output), grid=grid, data_root=data_root, device=device, provenance=provenance)
         return {"run_id": spec.run_id, "top1_last": result.metrics.top1_last if result else None}
