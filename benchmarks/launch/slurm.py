@@ -64,7 +64,7 @@ def launch_slurm(requests: Sequence[JobRequest], options: LaunchOptions) -> Laun
         executor = make_executor(profile, options.folder / "%j", cluster="slurm", **overrides)
         with executor.batch():  # one sbatch call: an array of these requests, whatever their callables
             submitted = [executor.submit(request.fn, *request.args) for request in plan.requests]
-        for request, job in zip(plan.requests, submitted):
+        for request, job in zip(plan.requests, submitted, strict=True):
             jobs[request.key] = job
             report.launched.append(request.key)
             report.job_ids[request.key] = str(job.job_id)
