@@ -12,7 +12,7 @@ Examples (offline, CPU):
   python benchmarks/tune.py --grid smoke --profile quick --method lsq --dataset optdigits \\
       --arch dann_digits --bits 4/4 --freeze    # the base run is the grid's cell, as run_matrix.py runs it
   python benchmarks/tune.py ... --arch-option dropout=0.25 --first-last 8bit/fp   # without --grid
-  python benchmarks/tune.py ... --launcher local --workers 2       # two worker processes share the study
+  python benchmarks/tune.py ... --launcher local --workers 2       # two trials at a time, a process each
   python benchmarks/tune.py ... --launcher slurm --slurm-profile local   # one SLURM job per trial
 Running the same command again continues the study (more --trials extend it). --freeze writes
 benchmarks/hparams/tuned/<method>/<task>__<arch>__w<W>a<A>.json, which `run_matrix.py --hparams tuned` reads;
@@ -28,135 +28,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cli.args import fail, parse_bits, parse_hparams, parse_layer_policy  # noqa: E402
+from benchmarks.launch.registry import available_launchers  # noqa: E402
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec  # noqa: E402
+
+# The round, study and trial API, importable from here too (tests, notebooks): benchmarks.tune is the tuning
+# entry point. Rounds launch trials through the launch registry (benchmarks/launch/).
+from benchmarks.tuning.rounds import continue_study, parent_job, run_worker, trial_job  # noqa: E402, F401
 from benchmarks.tuning.search_spaces import SAMPLERS, parse_range, search_space  # noqa: E402
-
-# the study and trial API, importable from here too (tests, notebooks): benchmarks.tune is the tuning entry point
-from benchmarks.tuning.study import Log, TuneOptions, ensure_parent, load_study, prepare_study  # noqa: E402
-from benchmarks.tuning.trials import fail_stale, remaining, run_trial  # noqa: E402
-
-LAUNCHERS = ("local", "slurm", "debug")
-TUNE_PY = Path(__file__).resolve()
-
-
-def continue_study(study, options: TuneOptions, launcher: str = "local", workers: int = 1,
-                   slurm_profile: str = "local", log: Log = print) -> dict[str, Any]:
-    """Run trials until the study has ``n_trials`` (plus retries of dead ones); returns a summary.
-
-    Rounds: fail stale trials, launch what remains, wait. A worker that dies leaves its trial RUNNING only
-    until the next round (or the next worker's ask) fails it and queues the retry.
-    """
-    if launcher == "slurm":  # the login node only submits; a job failure raises here
-        executor = _executor(options, launcher, slurm_profile)
-        executor.submit(_job("parent_job"), str(options.output), options.name, options.storage).result()
-    else:
-        ensure_parent(options, log)
-    ended: set[str] = set()
-    fail_stale(study, options, ended, log)
-    # Each round finishes >= 1 trial (or raises), and at most n_trials * (1 + max_retries) trials exist.
-    for _ in range(options.n_trials * (options.max_retries + 1) + 1):
-        todo = remaining(study, options.n_trials)
-        if todo == 0:
-            break
-        done_before = _finished(study)
-        if launcher == "local" and workers == 1:
-            for _ in range(todo):
-                run_trial(study, options, ended, log)
-        elif launcher == "local":
-            _run_processes(options, min(workers, todo), todo)
-        else:
-            executor = _executor(options, launcher, slurm_profile)
-            jobs = [executor.submit(_job("trial_job"), str(options.output), options.name, options.storage)
-                    for _ in range(todo)]
-            for job in jobs:
-                _wait(job, log)
-            ended |= {str(job.job_id) for job in jobs}
-        fail_stale(study, options, ended, log)  # the round's dead workers count as progress: retries queued
-        if _finished(study) == done_before:
-            raise RuntimeError(f"a round of {todo} trial(s) finished none; see the logs in "
-                               f"{options.study_dir}")
-    from benchmarks.tuning.frozen import study_summary
-
-    return study_summary(study)
-
-
-def _job(name: str):
-    """Job functions are pickled by reference: take them from ``benchmarks.tune``, never from ``__main__``
-    (the CLI), which a job's Python could not import."""
-    import benchmarks.tune as module
-
-    return getattr(module, name)
-
-
-def _finished(study) -> int:
-    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-
-
-def _run_processes(options: TuneOptions, workers: int, todo: int) -> None:
-    """``workers`` processes of ``tune.py --worker`` sharing ``todo`` trials, each logging to a file."""
-    logs = options.study_dir / "workers"
-    logs.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for index in range(workers):
-        count = todo // workers + (index < todo % workers)
-        cmd = [sys.executable, str(TUNE_PY), "--worker", "--output", str(options.output), "--study-name",
-               options.name, "--trials", str(count)]
-        cmd += ["--storage", options.storage] if options.storage else []
-        with open(logs / f"worker-{int(time.time())}-{index}.log", "w") as out:
-            procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT))
-    for proc in procs:
-        proc.wait()
-
-
-def _executor(options: TuneOptions, launcher: str, slurm_profile: str):
-    folder = options.study_dir / "submitit" / "%j"
-    if launcher == "debug":
-        import submitit
-
-        return submitit.AutoExecutor(folder=folder, cluster="debug")
-    from benchmarks.launch.profiles import load_slurm_profile, make_executor
-
-    return make_executor(load_slurm_profile(slurm_profile), folder, cluster="slurm",
-                         name=f"tune-{options.name}")
-
-
-def _wait(job, log: Log) -> None:
-    try:
-        job.result()
-    except Exception as err:  # the job died: its trial is failed as stale at the end of the round
-        log(f"[tune] job {job.job_id} failed: {str(err).strip().splitlines()[-1:] or err}")
-
-
-def run_worker(output: Path, study_name: str, storage: str | None, trials: int) -> int:
-    """A worker process: up to ``trials`` trials of an existing study."""
-    study, options = load_study(output, study_name, storage)
-    for _ in range(trials):
-        if run_trial(study, options) is None:
-            break
-    return 0
-
-
-def trial_job(output: str, study_name: str, storage: str | None) -> str | None:
-    """One SLURM/debug job = one trial: load the study, ask, train, tell."""
-    from benchmarks.run.termination import stop_on_sigterm
-
-    stop_on_sigterm()
-    study, options = load_study(Path(output), study_name, storage)
-    return run_trial(study, options)
-
-
-def parent_job(output: str, study_name: str, storage: str | None) -> None:
-    _, options = load_study(Path(output), study_name, storage)
-    ensure_parent(options)
+from benchmarks.tuning.study import Log, TuneOptions, ensure_parent, load_study, prepare_study  # noqa: E402, F401
+from benchmarks.tuning.trials import fail_stale, remaining, run_trial  # noqa: E402, F401
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a first trial with these params (repeatable; e.g. lr=0.01,mu=0.2)")
     search.add_argument("--study-name", default=None, help="default <method>__<task>__<arch>__w<W>a<A>")
     run = p.add_argument_group("where and how trials run")
-    run.add_argument("--launcher", default="local", choices=LAUNCHERS,
+    run.add_argument("--launcher", default="local", choices=available_launchers(),
                      help="local (in-process, or --workers N processes), slurm (a job per trial), debug")
     run.add_argument("--workers", type=int, default=1, help="local: worker processes (1: in-process)")
     run.add_argument("--slurm-profile", default="local", help="slurm/profiles/<name>.yaml or a path")

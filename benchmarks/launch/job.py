@@ -1,4 +1,5 @@
-"""The job callable every launcher submits: it trains one run in a worker process."""
+"""The job callable every launcher submits for a matrix run (it trains one run in a worker process), and the
+GPU assignment the local pool hands to its workers."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,17 @@ import submitit
 from benchmarks.run.rundir import RunClaimed
 from benchmarks.run.spec import RunSpec
 
+# The local pool names each worker's GPU here; the job applies it before torch touches CUDA. Not
+# CUDA_VISIBLE_DEVICES itself: submitit copies the launcher's environment, and the launcher keeps its own.
+GPU_ENV = "QBENCH_GPU"
+
+
+def use_assigned_gpu() -> None:
+    """Restrict this worker to the GPU the local pool assigned to it (no-op elsewhere)."""
+    visible = os.environ.get(GPU_ENV)
+    if visible is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible
+
 
 class RunJob(submitit.helpers.Checkpointable):
     """Trains one run in a launcher's worker; requeued by submitit on preemption/time-out, it resumes."""
@@ -20,10 +32,7 @@ class RunJob(submitit.helpers.Checkpointable):
         from benchmarks.run.trainer import run  # imported in the worker: keeps the pickled callable light
 
         stop_on_sigterm()
-
-        visible = os.environ.get("QBENCH_GPU")
-        if visible is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible
+        use_assigned_gpu()
         spec = RunSpec.from_dict(spec_dict)
         try:
             result = run(spec, Path(output), grid=grid, data_root=data_root, device=device,

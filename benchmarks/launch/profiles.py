@@ -159,7 +159,8 @@ def executor_kwargs(profile: dict[str, Any]) -> dict[str, Any]:
     return {"slurm_max_num_timeout": validate_profile(profile)["max_num_timeout"]}
 
 
-def make_executor(profile: dict[str, Any], folder: str | Path, cluster: str | None = "slurm", **overrides: Any):
+def make_executor(profile: dict[str, Any], folder: str | Path, cluster: str | None = "slurm",
+                  **overrides: Any):
     """An ``AutoExecutor`` configured from ``profile``; ``overrides`` go to ``update_parameters`` last
     (e.g. ``name=...``). ``cluster`` is passed through (``"slurm"``, ``"local"``, ``"debug"`` or None)."""
     import submitit  # imported lazily: loading profiles must not need submitit

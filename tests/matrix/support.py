@@ -39,6 +39,29 @@ def longer_grid(tmp: Path, epochs: int = 4, steps: int = 12) -> Path:
     return path
 
 
+def two_parent_grid(tmp: Path, seeds: tuple[int, ...] = (0, 1), methods: str = "fp, lsq, dorefa") -> Path:
+    """The smoke grid over several seeds: one FP parent per seed, each with its own QAT runs."""
+    text = (REPO / "benchmarks/grids/smoke.yaml").read_text().replace("name: smoke", "name: twoparents")
+    text = text.replace("seeds: [0]", f"seeds: [{', '.join(map(str, seeds))}]")
+    text = text.replace("methods: [fp, lsq, dorefa]", f"methods: [{methods}]")
+    path = tmp / "twoparents.yaml"
+    path.write_text(text)
+    return path
+
+
+def plant_unfitting_checkpoint(output: Path, run_id: str) -> None:
+    """Make one run fail when it starts: its resume checkpoint is a real checkpoint whose model does not fit
+    the run's network (as one left by other code would be), so restoring it raises and the run records the
+    error in failed.json. (A checkpoint that is not a checkpoint at all is moved aside and the run restarts
+    instead.) Deleting the run directory (--delete-incomplete) is the fix."""
+    import torch
+
+    directory = output / "runs" / run_id
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": {"not_this_network.weight": torch.zeros(1)}, "optimizer": {}, "method": {},
+                "rng": torch.get_rng_state(), "epoch": 0}, directory / "checkpoint.pt")
+
+
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.5) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -72,6 +72,8 @@ def test_the_estimate_follows_the_measured_ratios_file(tmp_path, monkeypatch):
     monkeypatch.setenv("QBENCH_COST_RATIOS", str(changed))
     assert cost.gpu_hours(qat) == pytest.approx(2 * before)
     assert "2030-01-01" in cost.source_line() and "a test GPU" in cost.source_line()
+    out = _cli("--grid", "smoke", "--dry-run", "--output", str(tmp_path / "out"))  # the CLI says it too
+    assert out.returncode == 0 and "measured 2030-01-01 on a test GPU" in out.stdout, out.stdout + out.stderr
 
 
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

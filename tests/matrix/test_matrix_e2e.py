@@ -1,4 +1,5 @@
-"""The smoke grid end to end through the debug and local launchers; idempotent relaunch; SIGKILL + resume."""
+"""The smoke grid end to end through the debug and local launchers; idempotent relaunch; SIGKILL + resume; a
+failed FP parent that blocks only its own QAT runs until it is fixed and the grid relaunched."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ import pytest
 from benchmarks.matrix.expand import expand
 from benchmarks.matrix.grids import load_grid
 from benchmarks.run.rundir import RunDir, RunState
-from tests.matrix.support import REPO, finished_metrics, longer_grid, run_matrix, wait_for
+from tests.matrix.support import (REPO, plant_unfitting_checkpoint, finished_metrics, longer_grid, run_matrix,
+                                  two_parent_grid, wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +74,33 @@ def test_status_and_delete_incomplete_never_touch_done_runs(debug_output, tmp_pa
     assert "runs by state: done 3 (total 3)" in status.stdout
     removed = run_matrix("--grid", "smoke", "--delete-incomplete", "--output", str(debug_output))
     assert "deleted 0" in removed.stdout and len(finished_metrics(debug_output)) == 3
+
+
+def test_failed_parent_blocks_only_its_own_runs_until_relaunched(tmp_path):
+    """Two FP parents, one of them broken: the other's QAT run finishes, the broken one's is reported as
+    blocked (launch output and --status) and never started; fixed and relaunched, everything finishes."""
+    grid = two_parent_grid(tmp_path, methods="fp, lsq")
+    specs = expand(load_grid(str(grid)), "full")
+    bad = next(s for s in specs if s.method == "fp" and s.seed == 1)
+    bad_child = next(s for s in specs if s.method != "fp" and s.seed == 1)
+    output = tmp_path / "out"
+    plant_unfitting_checkpoint(output, bad.run_id)
+    args = ("--grid", str(grid), "--launcher", "local", "--workers", "2", "--output", str(output),
+            "--no-sync")
+    out = run_matrix(*args)
+    assert out.returncode == 1, out.stdout + out.stderr  # not every run is done
+    assert set(finished_metrics(output)) == {s.run_id for s in specs if s.seed == 0}
+    assert "launched 3, already done or running 0, failed 1, blocked by a failed or running FP parent 1" \
+        in out.stdout
+    assert f"  blocked {bad_child.run_id}: FP parent {bad.run_id} failed: UnpicklingError" in out.stdout
+    assert not RunDir.of(output, bad_child.run_id).exists()  # never started
+    status = run_matrix("--grid", str(grid), "--status", "--output", str(output))
+    assert "runs by state: blocked 1, done 2, failed 1 (total 4)" in status.stdout
+    assert f"blocked {bad_child.run_id}: FP parent {bad.run_id} failed: UnpicklingError" in status.stdout
+    deleted = run_matrix("--grid", str(grid), "--delete-incomplete", "--output", str(output))
+    assert "deleted 1 " in deleted.stdout
+    again = run_matrix(*args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "launched 2, already done or running 2, failed 0, blocked by a failed or running FP parent 0" \
+        in again.stdout
+    assert set(finished_metrics(output)) == {s.run_id for s in specs}

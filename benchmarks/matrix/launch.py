@@ -1,0 +1,80 @@
+"""A grid's runs through the launch registry: every run that is not done (nor running elsewhere) becomes a
+job request keyed by its run id, waiting for its own FP parent's run when that parent is launched too, and
+for nothing when the parent is already done. So a QAT run starts as soon as its parent is done, and a failed
+parent holds back only its own runs, which come back as blocked with the parent's error. Completion is read
+from the run directories, never from the scheduler."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.launch.job import RunJob
+from benchmarks.launch.options import LaunchOptions, LaunchReport, Log
+from benchmarks.launch.registry import get_launcher
+from benchmarks.launch.requests import JobRequest
+from benchmarks.matrix.expand import states
+from benchmarks.matrix.status import blocked_reason, failure_line, progress_line
+from benchmarks.run.rundir import RunDir, RunState
+from benchmarks.run.spec import RunSpec
+
+
+@dataclass
+class GridLaunch:
+    """Where a grid's runs go and how they are launched (``run_matrix.py``'s options)."""
+
+    output: Path
+    grid: str | None = None
+    data_root: str | None = None
+    device: str = "auto"
+    workers: int = 1
+    slurm_profile: str = "local"
+    wait: bool = True
+    poll_s: float = 5.0
+    log: Log = print
+    provenance: dict[str, dict] = field(default_factory=dict)  # run_id -> where tuned hparams came from
+
+
+def launch_runs(specs: list[RunSpec], launcher: str, options: GridLaunch) -> LaunchReport:
+    """Launch every run of ``specs`` that is neither done nor running elsewhere; returns the report with
+    run ids as keys (``skipped``: done or running; ``blocked``/``failed``: with their reasons)."""
+    run_launcher = get_launcher(launcher)  # a bad name fails before anything is read or written
+    output = Path(options.output)
+    current = states(specs, output)
+    launching = {s.run_id for s in specs if current[s.run_id] not in (RunState.DONE, RunState.RUNNING)}
+    job, by_id = RunJob(), {spec.run_id: spec for spec in specs}
+    report, requests = LaunchReport(), []
+    for spec in specs:
+        if spec.run_id not in launching:
+            report.skipped.append(spec.run_id)
+            continue
+        parent = spec.parent()
+        depends_on = None
+        if parent is not None and not RunDir.of(output, parent.run_id).is_done():
+            if parent.run_id not in launching:  # running elsewhere: no job here to wait for
+                report.blocked[spec.run_id] = (f"FP parent {parent.run_id} is running elsewhere; "
+                                               "launch again once it is done")
+                continue
+            depends_on = parent.run_id
+        requests.append(JobRequest(spec.run_id, job, _job_args(spec, options), depends_on))
+    if launcher == "slurm":
+        fp = sum(by_id[r.key].method == "fp" for r in requests)
+        options.log(f"submitting {len(requests)} runs to SLURM ({fp} FP, {len(requests) - fp} QAT); "
+                    "a QAT run waits only for its own FP parent")
+    launched = run_launcher(requests, LaunchOptions(
+        folder=output / "submitit", workers=options.workers, slurm_profile=options.slurm_profile,
+        job_name=f"qbench-{options.grid or 'runs'}", wait=options.wait, poll_s=options.poll_s,
+        log=options.log,
+        succeeded=lambda run_id: RunDir.of(output, run_id).is_done(),
+        progress=lambda: progress_line(specs, output)))
+    report.launched, report.job_ids = launched.launched, launched.job_ids
+    # the run directories say why, in the words --status uses; the launcher's reason is the fallback
+    report.failed = {key: failure_line(output, key) or reason for key, reason in launched.failed.items()}
+    report.blocked.update({key: blocked_reason(by_id[key], output) or f"FP parent {reason}"
+                           for key, reason in launched.blocked.items()})
+    return report
+
+
+def _job_args(spec: RunSpec, options: GridLaunch) -> tuple[Any, ...]:
+    return (spec.to_dict(), str(options.output), options.grid, options.data_root, options.device,
+            options.provenance.get(spec.run_id))
