@@ -9,17 +9,24 @@ import pytest
 from benchmarks.matrix.expand import expand
 from benchmarks.matrix.grids import load_grid
 from benchmarks.run.rundir import RunDir, read_json
-from tests.matrix.support import (plant_unfitting_checkpoint, finished_metrics, longer_grid, run_matrix,
-                                  two_parent_grid, wait_for)
+from tests.matrix.support import (
+    finished_metrics,
+    longer_grid,
+    plant_unfitting_checkpoint,
+    run_matrix,
+    two_parent_grid,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slurm
 
 
 def test_smoke_on_slurm_matches_debug(slurm_cluster, tmp_path):
     debug, slurm = tmp_path / "debug", tmp_path / "slurm"
-    assert run_matrix("--grid", "smoke", "--launcher", "debug", "--output", str(debug), "--no-sync").returncode == 0
-    out = run_matrix("--grid", "smoke", "--launcher", "slurm", "--slurm-profile", "local", "--output", str(slurm),
-                     "--no-sync")
+    q = ("--no-sync",)
+    assert run_matrix("--grid", "smoke", "--launcher", "debug", "--output", str(debug), *q).returncode == 0
+    out = run_matrix("--grid", "smoke", "--launcher", "slurm", "--slurm-profile", "local",
+                     "--output", str(slurm), *q)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "submitting 3 runs to SLURM (1 FP, 2 QAT)" in out.stdout
     assert finished_metrics(slurm) == finished_metrics(debug) and len(finished_metrics(slurm)) == 3
@@ -33,7 +40,8 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
     reference, output = tmp_path / "reference", tmp_path / "requeued"
     assert run_matrix("--grid", str(grid), "--launcher", "debug", "--output", str(reference),
                       "--no-sync").returncode == 0
-    out = run_matrix("--grid", str(grid), "--launcher", "slurm", "--no-wait", "--output", str(output), "--no-sync")
+    out = run_matrix("--grid", str(grid), "--launcher", "slurm", "--no-wait", "--output", str(output),
+                     "--no-sync")
     assert out.returncode == 0, out.stdout + out.stderr
     qat = next(s for s in expand(load_grid(str(grid)), "full") if s.method != "fp")
     directory = RunDir.of(output, qat.run_id).path

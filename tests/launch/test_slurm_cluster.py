@@ -1,5 +1,6 @@
 """Jobs through the real one-node SLURM cluster (slurm/cluster.sh): plain sbatch arrays, submitit jobs and
-arrays, a failing job, and sacct accounting. Run with ``python -m pytest -m slurm tests/launch/test_slurm_cluster.py``.
+arrays, a failing job, and sacct accounting. Run with
+``python -m pytest -m slurm tests/launch/test_slurm_cluster.py``.
 Needs the ``slurm_cluster`` fixture from tests/slurm_fixture.py (registered in tests/conftest.py)."""
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def test_profile_matches_cluster(slurm_cluster):
     profile = load_slurm_profile(slurm_cluster.profile)
     assert profile["partition"] == slurm_cluster.partition
     config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
-    max_array = next(line.split("=")[1].strip() for line in config.splitlines() if line.startswith("MaxArraySize"))
+    max_array = next(line.split("=")[1].strip() for line in config.splitlines()
+                     if line.startswith("MaxArraySize"))
     assert int(max_array) == profile["max_array_size"]
     parts = subprocess.run(["sinfo", "-h", "-o", "%P %a"], capture_output=True, text=True, check=True).stdout
     assert f"{slurm_cluster.partition}* up" in parts

@@ -13,8 +13,15 @@ import pytest
 from benchmarks.matrix.expand import expand
 from benchmarks.matrix.grids import load_grid
 from benchmarks.run.rundir import RunDir, RunState
-from tests.matrix.support import (REPO, plant_unfitting_checkpoint, finished_metrics, longer_grid, run_matrix,
-                                  two_parent_grid, wait_for)
+from tests.matrix.support import (
+    REPO,
+    finished_metrics,
+    longer_grid,
+    plant_unfitting_checkpoint,
+    run_matrix,
+    two_parent_grid,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +62,8 @@ def test_sigkilled_run_is_incomplete_then_resumes_to_the_same_result(tmp_path):
                       "--no-sync").returncode == 0
     code = ("import sys; from pathlib import Path; from benchmarks.run.spec import RunSpec; "
             "from benchmarks.run.trainer import run; import json; "
-            f"run(RunSpec.from_dict(json.loads({json.dumps(json.dumps(qat.to_dict()))})), Path({str(output)!r}))")
+            f"run(RunSpec.from_dict(json.loads({json.dumps(json.dumps(qat.to_dict()))})), "
+            f"Path({str(output)!r}))")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     directory = RunDir.of(output, qat.run_id).path

@@ -315,8 +315,8 @@ def test_cancelled_slurm_job_trial_is_retried(tmp_path, slurm_cluster):  # noqa:
     deadline = time.monotonic() + 240
     while True:
         running = study.get_trials(states=(TrialState.RUNNING,))
-        if running and RunDir.of(options.study_dir,
-                                                             running[0].user_attrs.get("run_id", "-")).read_metrics():
+        run_id = running[0].user_attrs.get("run_id", "-") if running else "-"
+        if running and RunDir.of(options.study_dir, run_id).read_metrics():
             break
         assert not job.done() and time.monotonic() < deadline, "the job ended before it was cancelled"
         time.sleep(0.2)
