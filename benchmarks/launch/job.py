@@ -3,6 +3,7 @@ GPU assignment the local pool hands to its workers."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +24,33 @@ def use_assigned_gpu() -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
+CLAIM_POLL_S = 5.0  # how often a worker whose run is claimed elsewhere looks again
+
+
 class RunJob(submitit.helpers.Checkpointable):
     """Trains one run in a launcher's worker; requeued by submitit on preemption/time-out, it resumes."""
 
     def __call__(self, spec_dict: dict[str, Any], output: str, grid: str | None, data_root: str | None,
                  device: str, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
-        from benchmarks.run.termination import stop_on_sigterm
+        from benchmarks.run.termination import raise_if_terminated, stop_on_sigterm
         from benchmarks.run.trainer import run  # imported in the worker: keeps the pickled callable light
 
         stop_on_sigterm()
         use_assigned_gpu()
         spec = RunSpec.from_dict(spec_dict)
-        try:
-            result = run(spec, Path(output), grid=grid, data_root=data_root, device=device,
-                         provenance=provenance)
-        except RunClaimed as claimed:  # another launcher's worker trains it: not a failure of this job
-            print(f"[{spec.run_id}] skipped: {claimed}", flush=True)
-            return {"run_id": spec.run_id, "skipped": str(claimed)}
+        told = False
+        while True:
+            try:
+                result = run(spec, Path(output), grid=grid, data_root=data_root, device=device,
+                             provenance=provenance)
+                break
+            except RunClaimed as claimed:
+                # Another launcher's worker (or the job this one requeues) trains it. Wait, then take its
+                # result, or take over the run if that owner dies: never train it twice, never report it
+                # failed, and this launcher's dependants start once it is done.
+                if not told:
+                    print(f"[{spec.run_id}] waiting: {claimed}", flush=True)
+                    told = True
+                raise_if_terminated(f"while waiting for run {spec.run_id}")
+                time.sleep(CLAIM_POLL_S)
         return {"run_id": spec.run_id, "top1_last": result.metrics.top1_last if result else None}

@@ -40,7 +40,8 @@ def _run_pool(requests: Sequence[JobRequest], options: LaunchOptions, cluster: s
     executor = submitit.AutoExecutor(folder=options.folder, cluster=cluster)
     executor.update_parameters(timeout_min=POOL_TIMEOUT_MIN)
     gpus = _visible_gpus() if cluster == "local" else []
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    # the user's OMP_NUM_THREADS wins; else the cores are shared among the workers
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // workers))
     free_slots = list(range(workers))  # a slot is a worker's seat: its GPU stays its own while it runs
     running: list[tuple[JobRequest, submitit.Job, int]] = []
     succeeded: set[str] = set()

@@ -112,3 +112,22 @@ def test_failed_parent_blocks_only_its_own_runs_until_relaunched(tmp_path):
     assert "launched 2, already done or running 2, failed 0, blocked by a failed or running FP parent 0" \
         in again.stdout
     assert set(finished_metrics(output)) == {s.run_id for s in specs}
+
+
+def test_two_concurrent_launches_train_every_run_exactly_once(debug_output, tmp_path):
+    """Two launchers on one grid and one output at once (both syncing MLflow): each run is trained by one of
+    them (its log shows every epoch once), the other waits for it, both exit 0, and the metrics equal a
+    single launch's."""
+    cmd = [sys.executable, str(REPO / "benchmarks/run_matrix.py"), "--grid", "smoke", "--launcher", "local",
+           "--workers", "1", "--output", str(tmp_path)]
+    # one worker each: the thread count of the debug run (CPU sums are reproducible per thread count only)
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    for spec in expand(load_grid("smoke"), "full"):
+        log = RunDir.of(tmp_path, spec.run_id).log_path.read_text()
+        epochs = spec.recipe.epochs
+        for epoch in range(1, epochs + 1):
+            assert log.count(f"epoch {epoch}/{epochs} ") == 1, (spec.run_id, log)
+    assert finished_metrics(tmp_path) == finished_metrics(debug_output)
