@@ -21,6 +21,7 @@ from analysis.cells import done_runs
 from analysis.schema import parse_dataset
 from analysis.selection import DEFAULT_RULE, get_rule, value_column
 from analysis.stats import Summary, summarize
+from benchmarks.run.labels import bits_label
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
 PUBLISHED_COLUMNS = ["paper", "table", "dataset", "target", "task_label", "arch", "arch_label", "method",
@@ -105,7 +106,7 @@ def ours_vs_published(runs: pd.DataFrame, published: pd.DataFrame,
         if match.empty:
             continue
         line = {"task": p["task_label"], "arch": p["arch"], "method": p["method_key"],
-                "protocol": p["protocol"], "W/A": f"W{p['w_bits']}/A{p['a_bits']}",
+                "protocol": p["protocol"], "W/A": bits_label(p["w_bits"], p["a_bits"]),
                 "published": "fails" if p["status"] == "fails" else p["value_text"]}
         for r in rules:
             ours = summarize(pd.to_numeric(match[value_column(r.name)], errors="coerce").to_numpy())

@@ -26,9 +26,7 @@ Output: a Markdown table on stdout and a CSV (``--out``, default reports/speed.c
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import platform
 import statistics
 import sys
 from collections.abc import Callable
@@ -40,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from benchmarks.cli.args import fail, parse_bits
+from benchmarks.run.labels import bits_label
 from benchmarks.run.trainer_parts import pick_device
 from benchmarks.speed.extras import bench_overhead, bench_pipeline
 from benchmarks.speed.measure import (
@@ -50,6 +49,7 @@ from benchmarks.speed.measure import (
     profile_top_ops,
     step_memory,
 )
+from benchmarks.speed.report import device_label, markdown, write_csv
 from benchmarks.speed.setup import (
     PEER,
     REFERENCE,
@@ -62,34 +62,6 @@ from benchmarks.speed.setup import (
     train_step,
 )
 from methods import available_methods
-
-CSV_FIELDS = [
-    "section",
-    "device",
-    "arch",
-    "bits",
-    "batch_size",
-    "amp",
-    "channels_last",
-    "compile",
-    "method",
-    "train_ms",
-    "fp_train_ms",
-    "train_ratio",
-    "train_img_s",
-    "eval_ms",
-    "fp_eval_ms",
-    "eval_ratio",
-    "eval_img_s",
-    "peak_mb",
-    "fp_peak_mb",
-    "memory_kind",
-    "steps",
-    "value",
-    "unit",
-    "note",
-    "error",
-]
 
 
 # ------------------------------------------------------------------------------------------------ main bench
@@ -108,7 +80,7 @@ def bench_methods(
     base = {
         "device": device_label(device),
         "arch": opts.arch,
-        "bits": f"W{opts.w_bits}/A{opts.a_bits}",
+        "bits": bits_label(opts.w_bits, opts.a_bits),
         "batch_size": opts.batch_size,
         "amp": opts.amp,
         "channels_last": opts.channels_last,
@@ -188,74 +160,6 @@ def bench_methods(
     return rows
 
 
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu {platform.machine()} x{torch.get_num_threads()} threads"
-
-
-# ------------------------------------------------------------------------------------------------ output
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None or value == "":
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
-    return str(value)
-
-
-def markdown(rows: list[dict[str, Any]]) -> str:
-    out = []
-    steps = [r for r in rows if r["section"] == "step"]
-    if steps:
-        r0 = steps[0]
-        out.append(
-            f"### Step time vs FP — {r0['device']}, {r0['arch']} {r0['bits']}, batch {r0['batch_size']}, "
-            f"amp={r0['amp']}, channels_last={r0['channels_last']}, compile={r0['compile']}, "
-            f"{r0['steps']} timed steps\n"
-        )
-        out.append(
-            "| method | train ms | FP train ms | train ×FP | train img/s | eval ms | FP eval ms | eval ×FP "
-            "| eval img/s | step peak MiB (FP) |"
-        )
-        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for r in steps:
-            if r.get("error"):
-                out.append(f"| {r['method']} | error: {r['error']} |" + " |" * 8)
-                continue
-            mem = "–" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f} ({_fmt(r.get('fp_peak_mb'), 0)})"
-            out.append(
-                f"| {r['method']} | {_fmt(r['train_ms'])} | {_fmt(r['fp_train_ms'])} | "
-                f"**{_fmt(r['train_ratio'])}** | {_fmt(r['train_img_s'], 0)} | {_fmt(r['eval_ms'])} | "
-                f"{_fmt(r['fp_eval_ms'])} | {_fmt(r['eval_ratio'])} | {_fmt(r['eval_img_s'], 0)} | {mem} |"
-            )
-        if steps[0].get("memory_kind"):
-            out.append(f"\nMemory: {steps[0]['memory_kind']}.")
-    other = [r for r in rows if r["section"] != "step"]
-    if other:
-        out.append("\n| section | what | value | unit | note |")
-        out.append("| --- | --- | ---: | --- | --- |")
-        for r in other:
-            value = (
-                f"error: {r['error']}"
-                if r.get("error")
-                else _fmt(r.get("value"), 3 if r.get("unit") != "images/s" else 0)
-            )
-            out.append(
-                f"| {r['section']} | {r['method']} | {value} | {r.get('unit', '')} | {r.get('note', '')} |"
-            )
-    return "\n".join(out)
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-
-
-# ------------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="resnet20")

@@ -155,9 +155,6 @@ class RunSpec:
     def with_(self, **changes: Any) -> "RunSpec":
         return replace(self, **changes)
 
-    @property
-    def bits_label(self) -> str:
-        return "FP" if self.method == "fp" else f"W{self.w_bits}/A{self.a_bits}"
 
 
 def _recipe_dict(recipe: Recipe) -> dict[str, Any]:
