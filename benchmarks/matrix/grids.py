@@ -13,6 +13,9 @@ from benchmarks.run.spec import Recipe, TaskSpec
 
 GRID_DIR = Path(__file__).resolve().parents[1] / "grids"
 PROFILES = ("full", "quick")
+# A grid that says nothing compares every method under the LSQ convention: first and last layer at 8 bits.
+DEFAULT_LAYER_POLICY: dict[str, str] = {"first": "8bit", "last": "8bit"}
+PAPER_POLICY = "paper"
 GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
              "arch_options"}
 TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample"}
@@ -39,6 +42,8 @@ class Grid:
     tasks: list[GridTask]
     recipes: dict[str, dict[str, dict[str, Recipe]]]  # recipe name -> profile -> {"fp", "qat"}
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # One first/last-layer policy for every method of the grid: a fair comparison. None means ``paper``:
+    # each method keeps its own code's convention (to reproduce published numbers; tables mark the mix).
     layer_policy: dict[str, str] | None = None
     arch_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
@@ -91,8 +96,21 @@ def parse_grid(data: Any, path: Path | None = None) -> Grid:
     return Grid(name=str(data["name"]), description=str(data.get("description", "")),
                 methods=[str(m) for m in data["methods"]], bits=[str(b) for b in data["bits"]], seeds=seeds,
                 tasks=tasks, recipes=recipes, hparams=dict(data.get("hparams") or {}),
-                layer_policy=data.get("layer_policy"), arch_options=dict(data.get("arch_options") or {}),
+                layer_policy=_parse_layer_policy(data.get("layer_policy", DEFAULT_LAYER_POLICY), where),
+                arch_options=dict(data.get("arch_options") or {}),
                 path=path)
+
+
+def _parse_layer_policy(value: Any, where: str) -> dict[str, str] | None:
+    """``paper`` -> None (each method's default); a ``{first, last}`` mapping -> itself, validated."""
+    if value == PAPER_POLICY:
+        return None
+    modes = ("same", "8bit", "fp")
+    fits = isinstance(value, dict) and set(value) == {"first", "last"} and set(value.values()) <= set(modes)
+    if not fits:
+        raise GridError(f"malformed {where}: layer_policy {value!r}; valid: {PAPER_POLICY!r} or "
+                        f"{{first: MODE, last: MODE}} with MODE one of {', '.join(modes)}")
+    return {"first": str(value["first"]), "last": str(value["last"])}
 
 
 def _parse_profiles(name: str, profiles: Any) -> dict[str, dict[str, Recipe]]:

@@ -19,6 +19,7 @@ from benchmarks.launch.slurm import _watch, launch_slurm, plan_arrays
 from benchmarks.matrix.expand import expand
 from benchmarks.matrix.grids import load_grid
 from benchmarks.matrix.launch import GridLaunch, launch_runs
+from benchmarks.run.result import Metrics, ResultRecord
 from benchmarks.run.rundir import RunDir
 from tests.matrix.support import two_parent_grid
 
@@ -69,7 +70,10 @@ def test_each_qat_array_waits_for_its_own_parent_only(tmp_path, sbatch):
     output = tmp_path / "out"
     done_parent = next(s for s in specs if s.method == "fp" and s.seed == 0)
     RunDir.of(output, done_parent.run_id).path.mkdir(parents=True)
-    RunDir.of(output, done_parent.run_id).mark_done()
+    finished = RunDir.of(output, done_parent.run_id)  # done counts only beside a readable result
+    finished.write_result(ResultRecord(run_id=done_parent.run_id, spec=done_parent.to_dict(),
+                                       metrics=Metrics()))
+    finished.mark_done()
     logs: list[str] = []
     report = launch_runs(specs, "slurm", GridLaunch(output=output, grid="twoparents", wait=False,
                                                     slurm_profile=_profile(tmp_path, 2), log=logs.append))

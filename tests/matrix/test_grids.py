@@ -139,3 +139,21 @@ def test_malformed_grid_files_never_touch_finished_runs(mutation, message, tmp_p
 def test_grid_error_type():
     with pytest.raises(GridError):
         load_grid("does-not-exist")
+
+
+def test_one_layer_policy_for_every_method_of_a_grid(tmp_path):
+    """A grid that says nothing runs every method with first and last layer at 8 bits (a fair comparison);
+    ``paper`` keeps each method's own convention; anything else is a one-line error."""
+    text = (REPO / "benchmarks/grids/smoke.yaml").read_text()
+    text = text.replace("methods: [fp, lsq, dorefa]", "methods: [fp, lsq, alignq]")
+    fair = tmp_path / "fair.yaml"
+    kept = [line for line in text.splitlines() if not line.startswith("layer_policy")]
+    fair.write_text("\n".join(kept) + "\n")
+    qat = [s for s in expand(load_grid(str(fair)), "full") if s.method != "fp"]
+    assert {s.method for s in qat} == {"lsq", "alignq"}
+    assert all(s.layer_policy == {"first": "8bit", "last": "8bit"} for s in qat)
+    assert all(s.layer_policy is None for s in expand(load_grid("smoke"), "full"))  # smoke says `paper`
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(fair.read_text() + "layer_policy: {first: 4bit, last: fp}\n")
+    with pytest.raises(GridError, match="layer_policy .*; valid: 'paper' or"):
+        load_grid(str(bad))

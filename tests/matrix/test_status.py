@@ -5,6 +5,7 @@ from __future__ import annotations
 from benchmarks.matrix.expand import expand
 from benchmarks.matrix.grids import load_grid
 from benchmarks.matrix.status import delete_incomplete, print_runs, progress_line, run_statuses
+from benchmarks.run.result import Metrics, ResultRecord
 from benchmarks.run.rundir import RunDir
 from tests.matrix.support import run_matrix, two_parent_grid
 
@@ -17,7 +18,10 @@ def _grid_with_a_failed_parent(tmp_path):
     bad = next(s for s in specs if s.method == "fp" and s.seed == 1)
     for run_id in (good.run_id, bad.run_id):
         RunDir.of(output, run_id).path.mkdir(parents=True)
-    RunDir.of(output, good.run_id).mark_done()
+    finished = RunDir.of(output, good.run_id)
+    finished.write_result(ResultRecord(run_id=good.run_id, spec=good.to_dict(),
+                                       metrics=Metrics(top1_last=90.0)))
+    finished.mark_done()  # done counts only beside a readable result
     RunDir.of(output, bad.run_id).write_failure("UnpicklingError: invalid load key, 'n'.\nmore", "trace")
     return grid, specs, output, good, bad
 
