@@ -72,7 +72,7 @@ def test_failed_parent_blocks_only_its_own_qat_runs(slurm_cluster, tmp_path):
     assert out.returncode == 1, out.stdout + out.stderr  # not every run is done
     assert "submitting 6 runs to SLURM (2 FP, 4 QAT)" in out.stdout
     assert set(finished_metrics(output)) == {s.run_id for s in specs if s.seed == 0}
-    reason = f"FP parent {bad.run_id} failed: UnpicklingError"
+    reason = f"FP parent {bad.run_id} failed: RuntimeError: Error(s) in loading state_dict"
     for spec in blocked:
         assert f"  blocked {spec.run_id}: {reason}" in out.stdout
         assert not RunDir.of(output, spec.run_id).exists()  # never started
