@@ -16,20 +16,20 @@ import torch
 
 from benchmarks.data.splits import stratified_split
 from benchmarks.data.tasks import build_task
-from benchmarks.models import build_model
 from benchmarks.run.batches import Batches
 from benchmarks.run.checkpoint import CheckpointUnusable, apply_checkpoint, read_checkpoint, save_checkpoint
 from benchmarks.run.divergence import DivergenceWatch
 from benchmarks.run.labels import bits_label
 from benchmarks.run.result import ResultRecord
+from benchmarks.run.run_model import build_run_model, load_weights
 from benchmarks.run.rundir import RunDir, atomic_write_with
 from benchmarks.run.schedules import grl_coefficient, lr_factor
 from benchmarks.run.scoring import epoch_row, final_result
 from benchmarks.run.spec import SCHEMA_VERSION, RunSpec
 from benchmarks.run.termination import Terminated, raise_if_terminated
-from benchmarks.run.trainer_parts import TaskModel, make_loss_fn, make_optimizer, pick_device
+from benchmarks.run.trainer_parts import make_loss_fn, make_optimizer, pick_device
 from benchmarks.run.validate import layer_policy_of
-from methods import BatchContext, calibrate, get_method, prepare
+from methods import calibrate, prepare
 
 Log = Callable[[str], None]
 
@@ -108,28 +108,16 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         task.tests = {}  # tuning: the test splits are dropped before anything could read them
     elif spec.task.test_subsample:
         task.tests = {name: _subsample(split, spec.task.test_subsample) for name, split in task.tests.items()}
-    method = get_method(spec.method, **spec.hparams)
-    torch.manual_seed(spec.seed)
+    model, method, context = build_run_model(spec, task, device, channels_last)
     use_targets = spec.task.protocol == "dann"
-    net = build_model(spec.arch, task.num_classes, in_channels=task.channels, input_size=task.size,
-                      **spec.arch_options)
-    head = net.make_domain_head(len(task.sources) + len(task.targets)) if use_targets else None
-    model = TaskModel(net, head).to(device)
-    if channels_last:
-        # torch's stubs lack Module.to(memory_format=...), which exists at run time
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     parent = spec.parent()
     if parent is not None:
         parent_dir = RunDir.of(output, parent.run_id)
         if not parent_dir.is_done():
             raise FileNotFoundError(f"FP parent run {parent.run_id} is not done "
                                     f"(expected {parent_dir.final_path})")
-        model.load_state_dict(torch.load(parent_dir.final_path, map_location=device, weights_only=True))
-    counts = torch.tensor(task.train_class_counts, dtype=torch.float32)
-    context = BatchContext(class_prior=(counts / counts.sum()).to(device), class_counts=counts.to(device),
-                           num_domains=len(task.sources) + (len(task.targets) if use_targets else 0))
-    policy = layer_policy_of(spec)
-    prepare(model.net, method, spec.w_bits, spec.a_bits, policy, context)
+        load_weights(model, parent_dir.final_path, device)
+    prepare(model.net, method, spec.w_bits, spec.a_bits, layer_policy_of(spec), context)
     model.to(device)
 
     loader = Batches(task, spec, device, channels_last)
