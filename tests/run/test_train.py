@@ -123,3 +123,25 @@ def test_run_identity():
         TaskSpec("mnist", protocol="nope")
     with pytest.raises(ValueError, match="valid: multistep, cosine, constant, dann"):
         Recipe(epochs=1, schedule="linear")
+
+
+def test_a_finished_run_rebuilt_from_its_records_scores_as_recorded(fp_output):
+    """PTQ, test-time adaptation and ensembles start from ``load_finished_model``: the same model."""
+    from benchmarks.data.tasks import build_task
+    from benchmarks.run.batches import Batches
+    from benchmarks.run.evaluation import accuracy
+    from benchmarks.run.run_model import load_finished_model
+    from benchmarks.run.scoring import logits_on
+
+    spec = _spec()
+    recorded = run(spec, fp_output, log=_quiet).metrics.top1_last
+    task = build_task(spec.task.dataset, spec.task.target, seed=spec.seed,
+                      val_fraction=spec.task.val_fraction)
+    device = torch.device("cpu")
+    model, method, context = load_finished_model(fp_output, spec, task, device)
+    loader = Batches(task, spec, device, channels_last=False)
+    logits = logits_on(model, method, context, loader, task.tests[task.primary_test],
+                       loader.domain_id(task.primary_test))
+    assert accuracy(*logits) == pytest.approx(recorded, abs=1e-6)
+    with pytest.raises(FileNotFoundError, match="not done"):
+        load_finished_model(fp_output, spec.with_(seed=99), task, device)
