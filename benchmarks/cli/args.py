@@ -28,8 +28,11 @@ def parse_bits(text: str) -> tuple[int, int]:
     parts = str(text).split("/")
     if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
         raise ValueError(f"invalid bits {text!r}; expected W/A such as 4/4, each 2..16 or 32")
-    w = check_bits(int(parts[0]), "weight bits")
-    a = check_bits(int(parts[-1]), "activation bits")
+    try:
+        w = check_bits(int(parts[0]), "weight bits")
+        a = check_bits(int(parts[-1]), "activation bits")
+    except ValueError as err:  # name what was typed, not only the half of it that is wrong
+        raise ValueError(f"invalid bits {text!r}: {err}") from None
     return w, a
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +21,7 @@ MIN_FREE_ENV = "QBENCH_MIN_FREE_GB"
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 # Optuna RDB storages (SQLAlchemy URLs; a driver may follow, as in postgresql+psycopg2)
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
-# an unreachable tracking server is reported within this many seconds (MLflow itself retries for minutes)
+# a tracking server that does not answer is reported within this many seconds (MLflow retries for minutes)
 CONNECT_TIMEOUT_S = 3.0
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 
@@ -156,12 +155,20 @@ def _check_sqlite_parent(uri: str, source: str, shown: str) -> None:
 
 
 def _check_reachable(uri: str, source: str, shown: str) -> None:
-    parts = urlsplit(uri)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    """GET ``<uri>/health`` (every MLflow server answers it) with a short timeout. A plain TCP connect is not
+    enough: behind a proxy or a NAT gateway any address accepts connections."""
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
     try:
-        with socket.create_connection((parts.hostname or "", port), timeout=CONNECT_TIMEOUT_S):
-            pass
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        raise ValueError(f"{source} {shown!r}: no MLflow server answers at {parts.hostname}:{port} "
-                         f"({reason}); start it or pass another URI") from None
+        with urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):  # a server behind authentication: it answers, the client will log in
+            return
+        reason = f"HTTP {err.code} from {redact_url(url)}: not an MLflow server"
+    except (OSError, ValueError) as err:  # URLError, refused, timed out, bad host name
+        cause = getattr(err, "reason", err)
+        reason = f"no MLflow server answers ({getattr(cause, 'strerror', None) or cause})"
+    raise ValueError(f"{source} {shown!r}: {reason}; start it or pass another URI")

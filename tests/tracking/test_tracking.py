@@ -164,8 +164,12 @@ def test_cli(output, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1
     assert main(["--output", str(output), "--experiment", "cli"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+    counts, page = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert json.loads(counts) == {
         "created": 3, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates_removed": 0}
+    db = (output / "mlflow.db").resolve()
+    assert page.startswith(f"cli: MLflow runs page: run `mlflow ui --backend-store-uri sqlite:///{db}`")
+    assert page.endswith("http://127.0.0.1:5000/#/experiments/1")
 
 
 def _free_port() -> int:
