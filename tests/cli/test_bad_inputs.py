@@ -119,8 +119,9 @@ CASES = [
     ("matrix-disk-env", MATRIX, _m(), "lots", {"QBENCH_MIN_FREE_GB": "lots"}),
     ("matrix-grid-lr", MATRIX, lambda o, t: ["--grid", _grid_file(t, "lr: 0.05", "lr: fast"), "--output",
                                              str(o)], "fast", {}),
-    ("matrix-grid-steps", MATRIX, lambda o, t: ["--grid", _grid_file(t, "steps_per_epoch: 8", "steps_per_epoch: "
-                                                                     "-5"), "--output", str(o)], "-5", {}),
+    ("matrix-grid-steps", MATRIX,
+     lambda o, t: ["--grid", _grid_file(t, "steps_per_epoch: 8", "steps_per_epoch: -5"), "--output", str(o)],
+     "-5", {}),
     ("matrix-grid-yaml", MATRIX, lambda o, t: ["--grid", _grid_file(t, "tasks:", "tasks: [: ]"), "--output",
                                                str(o)], "bad.yaml", {}),
     ("matrix-logs", MATRIX, _m("--logs", "zzzz"), "zzzz", {}),
