@@ -74,7 +74,7 @@ def check_tracking_uri(uri: str | None, source: str = "--tracking-uri") -> None:
     """A scheme MLflow can write to; an http(s) server must answer a TCP connect within a few seconds."""
     if not uri:
         return
-    shown = redact_url(uri)
+    shown = str(redact_url(uri))
     scheme = urlsplit(uri).scheme.lower().split("+")[0]
     if scheme == "file" or "://" not in uri:
         raise ValueError(f"{source} {shown!r} is a file store, which MLflow 3 deprecates; use sqlite:///PATH "
@@ -92,7 +92,7 @@ def check_storage_url(url: str | None) -> None:
     """An Optuna RDB URL (``--storage``); None means the journal file, always fine."""
     if not url:
         return
-    shown = redact_url(url)
+    shown = str(redact_url(url))
     scheme = urlsplit(url).scheme.lower().split("+")[0]
     if "://" not in url or scheme not in STORAGE_SCHEMES:
         raise ValueError(f"invalid --storage {shown!r}; expected an RDB URL, scheme one of "

@@ -105,8 +105,8 @@ def stop_jobs(jobs: Sequence[submitit.Job], log: Log, grace_s: float = STOP_GRAC
         return
     log(f"stopping {len(alive)} running job(s); each records its run as interrupted")
     for job in alive:
-        with contextlib.suppress(OSError):
-            job._process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(OSError):  # the job's controller process (submitit's LocalJob keeps it)
+            getattr(job, "_process").send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     try:
         while any(not job.done() for job in alive) and time.monotonic() < deadline:

@@ -262,7 +262,8 @@ def _epoch_metrics(history: list[dict[str, Any]], after: int) -> list:
         stamp = int(row.get("time_s", time.time()) * 1000)
         values = {k: row.get(k) for k in ("train_loss", "train_acc", "val_acc", "test_acc", "lr")}
         values.update({f"test_acc/{d}": v for d, v in (row.get("test_acc_by_domain") or {}).items()})
-        out += [Metric(k, float(v), stamp, row["epoch"]) for k, v in values.items() if _is_number(v)]
+        out += [Metric(k, float(v), stamp, row["epoch"]) for k, v in values.items()
+                if v is not None and _is_number(v)]
     return out
 
 
@@ -292,7 +293,7 @@ def _log_artifacts(client, mlflow_id: str, directory: RunDir, result: dict[str, 
             client.log_artifact(mlflow_id, str(path))
 
 
-def _log_batch(client, mlflow_id: str, metrics: list = (), params: dict[str, str] | None = None,
+def _log_batch(client, mlflow_id: str, metrics: Iterable = (), params: dict[str, str] | None = None,
                tags: dict[str, str] | None = None) -> None:
     from mlflow.entities import Param, RunTag
 
