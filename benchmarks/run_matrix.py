@@ -134,19 +134,18 @@ def launch(args: argparse.Namespace, grid: str, specs: list, output: Path, prove
     from benchmarks.matrix.progress import Monitor, make_view, take_snapshot
 
     print(f"grid {grid} ({args.profile}): {len(specs)} runs -> {output}", flush=True)
-    watch = args.launcher != "slurm" or not args.no_wait
-    view = make_view(len(specs), live=None if args.view == "auto" else args.view == "live")
-    monitor = Monitor(lambda: take_snapshot(specs, output, args.workers), view,
-                      interval_s=1.0 if args.view == "live" or sys.stdout.isatty() else 2.0)
-    if watch:
-        monitor.start()
+    monitor = None
+    if args.launcher != "slurm" or not args.no_wait:  # something to watch
+        view = make_view(len(specs), live=None if args.view == "auto" else args.view == "live")
+        monitor = Monitor(lambda: take_snapshot(specs, output, args.workers), view,
+                          interval_s=1.0 if args.view == "live" or sys.stdout.isatty() else 2.0).start()
     try:
         report = launch_runs(specs, args.launcher, GridLaunch(
             output=output, grid=grid, data_root=args.data_root, device=args.device, workers=args.workers,
             slurm_profile=args.slurm_profile, wait=not args.no_wait, provenance=provenance,
-            log=monitor.message, progress_lines=False))
+            log=monitor.message if monitor else print, progress_lines=False))
     finally:
-        if watch:
+        if monitor is not None:
             monitor.stop()
     print(f"launched {len(report.launched)}, already done or running {len(report.skipped)}, "
           f"failed {len(report.failed)}, blocked by a failed or running FP parent {len(report.blocked)}")
