@@ -244,3 +244,32 @@ def test_a_server_that_is_not_mlflow_is_named(monkeypatch):
     finally:
         thread.join(5)
         server.server_close()
+
+
+@pytest.mark.slow  # a real (two-step) training run: ~10 s on a shared 2-core machine
+def test_a_full_disk_mid_run_is_one_line_with_failed_json_and_no_temp_files(tmp_path, monkeypatch, capsys):
+    """The disk fills while a checkpoint is written (ENOSPC from inside the write): run_one.py says so in
+    one line and exits 1, the run's failed.json has the error, and the half-written temporary file is gone."""
+    import errno
+
+    import torch
+
+    from benchmarks import run_one
+
+    def full_disk(payload, target):
+        Path(target).write_bytes(b"partial")  # some bytes made it before the disk filled
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)  # every checkpoint write of the run
+    output = tmp_path / "out"
+    code = run_one.main(["--dataset", "optdigits", "--arch", "dann_digits", "--method", "fp", "--epochs", "1",
+                         "--steps-per-epoch", "2", "--batch-size", "32", "--output", str(output),
+                         "--device", "cpu"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1
+    assert len(err) == 1 and "No space left on device" in err[0] and err[0].startswith("error: run ")
+    (run,) = (output / "runs").iterdir()
+    failure = RunDir(run).read_failure()
+    assert failure is not None and "No space left on device" in failure["error"]
+    assert RunDir(run).state() is RunState.FAILED
+    assert not list(output.rglob("*.tmp"))
