@@ -188,8 +188,9 @@ class LiveView:
 
         self._tqdm = tqdm
         self.stream = stream or sys.stdout
-        self.grid = tqdm(total=total, desc="grid", unit="run", position=0, file=self.stream,
-                         bar_format="{desc} {bar} {n_fmt}/{total_fmt} {postfix}", dynamic_ncols=True)
+        # the text goes in desc, placed after the bar: tqdm prefixes a postfix with ", "
+        self.grid = tqdm(total=total, unit="run", position=0, file=self.stream,
+                         bar_format="grid {bar} {n_fmt}/{total_fmt} {desc}", dynamic_ncols=True)
         self.bars: dict[str, object] = {}
         self.failed: set[str] | None = None
 
@@ -199,7 +200,7 @@ class LiveView:
     def update(self, snap: Snapshot) -> None:
         finished = len(snap.done) + len(snap.failed)
         self.grid.n = finished
-        self.grid.set_postfix_str(snap.counts_line(), refresh=False)
+        self.grid.set_description_str(snap.counts_line(), refresh=False)
         self.grid.refresh()
         if self.failed is not None:
             for run_id in sorted(set(snap.failed) - self.failed):
@@ -213,11 +214,11 @@ class LiveView:
             bar = self.bars.get(run.run_id)
             if bar is None:
                 bar = self.bars[run.run_id] = self._tqdm(
-                    total=run.epochs, desc=f"{run.run_id} {run.label}", unit="epoch", position=index + 1,
-                    file=self.stream, leave=False, dynamic_ncols=True,
-                    bar_format="  {desc} {bar} epoch {n_fmt}/{total_fmt} {postfix}")
+                    total=run.epochs, unit="epoch", position=index + 1, file=self.stream, leave=False,
+                    dynamic_ncols=True,
+                    bar_format=f"  {run.run_id} {run.label} {{bar}} epoch {{n_fmt}}/{{total_fmt}} {{desc}}")
             bar.n = run.epoch  # type: ignore[attr-defined]
-            bar.set_postfix_str(format_duration(run.elapsed_s), refresh=False)  # type: ignore[attr-defined]
+            bar.set_description_str(format_duration(run.elapsed_s), refresh=False)  # type: ignore[attr-defined]
             bar.refresh()  # type: ignore[attr-defined]
 
     def close(self) -> None:
