@@ -53,6 +53,9 @@ examples:
   python analysis/report.py --mlflow-uri sqlite:///mlflow.db --experiment smoke --out reports/smoke"""
 
 
+MLFLOW_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the whole usage)
         self.exit(2, f"report.py: error: {message} (see --help)\n")
@@ -99,15 +102,28 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[in
         p.error(f"--figure-formats {args.figure_formats!r}: use png,pdf or png")
     if args.mlflow_uri and not args.experiment:
         p.error("--mlflow-uri needs at least one --experiment NAME")
+    scheme = args.mlflow_uri.partition("://")[0].split("+")[0].lower() if args.mlflow_uri else None
+    if args.mlflow_uri and ("://" not in args.mlflow_uri or scheme not in MLFLOW_SCHEMES):
+        p.error(f"--mlflow-uri {redact_url(args.mlflow_uri)!r}: unknown scheme; valid: "
+                f"{', '.join(MLFLOW_SCHEMES)}")
     if args.bootstrap_reps < 100:
         p.error(f"--bootstrap-reps {args.bootstrap_reps}: use at least 100")
     if args.runs and not Path(args.runs).is_dir():
         p.error(f"--runs {args.runs}: no such directory")
+    if args.runs and not _has_run_dirs(Path(args.runs)):
+        p.error(f"--runs {args.runs}: no run directories in it (expected runs/<run_id>/spec.json or "
+                "<run_id>/spec.json)")
     try:
         return [int(s) for s in args.seeds.split(",")] if args.seeds else None
     except ValueError:
         p.error(f"--seeds {args.seeds!r}: expected comma-separated integers")
     return None
+
+
+def _has_run_dirs(folder: Path) -> bool:
+    """An output directory (``runs/<run_id>/``) or a folder of run directories with at least one run."""
+    root = folder / "runs" if (folder / "runs").is_dir() else folder
+    return any((child / "spec.json").is_file() for child in root.iterdir() if child.is_dir())
 
 
 def _table_links(name: str) -> str:

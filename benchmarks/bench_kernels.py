@@ -27,6 +27,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import torch  # noqa: E402
 
+from benchmarks.cli.args import OneLineParser  # noqa: E402
+from benchmarks.cli.checks import check_device, check_int  # noqa: E402
 from benchmarks.speed.setup import reference_kernels  # noqa: E402
 from methods import lsq, quant  # noqa: E402
 from methods.dorefa import dorefa_activation, dorefa_activation_reference  # noqa: E402
@@ -76,8 +78,7 @@ def time_call(kernel: Kernel, x: torch.Tensor, grad: torch.Tensor, repeats: int,
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="128,16,32,32", help="N,C,H,W of the activation tensor")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--repeats", type=int, default=20)
@@ -95,6 +96,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"invalid --shape {shape}; valid: four positive integers N,C,H,W")
     if args.repeats < 1 or args.warmup < 0:
         parser.error(f"invalid --repeats {args.repeats} / --warmup {args.warmup}; valid: >= 1 / >= 0")
+    try:
+        check_device(args.device)
+        check_int("--threads", args.threads, 1)
+    except ValueError as err:
+        parser.error(str(err).removeprefix("invalid "))
     return args
 
 

@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from benchmarks.cli.args import fail, parse_bits
+from benchmarks.cli.args import OneLineParser, fail, parse_bits
+from benchmarks.cli.checks import check_device, check_int, check_output_dir
 from benchmarks.run.labels import bits_label
 from benchmarks.run.trainer_parts import pick_device
 from benchmarks.speed.extras import bench_overhead, bench_pipeline
@@ -161,7 +162,7 @@ def bench_methods(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="resnet20")
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--input-size", type=int, default=32, help="square input side (CIFAR-size: 32)")
@@ -241,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         w_bits, a_bits = parse_bits(args.bits)
+        check_device(args.device)
+        for flag, low in (("batch_size", 1), ("steps", 1), ("warmup", 0), ("block", 1), ("pool", 1),
+                          ("threads", 1), ("num_classes", 2), ("input_size", 8), ("profile", 0)):
+            check_int(f"--{flag.replace('_', '-')}", getattr(args, flag), low)
+        check_output_dir(Path(args.out).parent, "--out")
         device = pick_device(args.device)
         specs = expand_methods(args.methods) if args.memory_child is None else [args.memory_child]
     except ValueError as err:

@@ -17,11 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cli.args import fail  # noqa: E402
+from benchmarks.cli.args import OneLineParser, fail  # noqa: E402
+from benchmarks.cli.checks import check_output_dir  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", default=None, help="prepare every dataset this grid uses")
     p.add_argument("--datasets", default=None, help="comma-separated dataset names")
     p.add_argument("--download", action="store_true", help="download what torchvision can fetch")
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         names = list(dict.fromkeys(names))
         for name in names:
             dataset_info(name)
+        check_output_dir(data_root(args.data_root), "--data-root")
     except ValueError as err:
         return fail(str(err))
     missing = 0

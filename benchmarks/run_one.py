@@ -16,12 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cli.args import fail, parse_bits, parse_hparams, parse_layer_policy  # noqa: E402
+from benchmarks.cli.args import OneLineParser, fail, parse_bits, parse_hparams, parse_layer_policy  # noqa: E402
+from benchmarks.cli.checks import check_device, check_output_dir  # noqa: E402
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="training dataset (source), e.g. mnist, cifar10-lt-r100")
     p.add_argument("--target", default=None, help="target domain for domain shift, e.g. mnistm-synth")
     p.add_argument("--protocol", default="standard", help="standard | dann | source_only")
@@ -65,13 +66,23 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.run.validate import validate_spec
 
         validate_spec(spec)
+        check_device(args.device)
+        check_output_dir(args.output)
     except ValueError as err:
         return fail(str(err))
     output = Path(args.output)
     parent = spec.parent()
-    if parent is not None:
-        run(parent, output, data_root=args.data_root, device=args.device)
-    result = run(spec, output, data_root=args.data_root, device=args.device)
+    try:
+        if parent is not None:
+            run(parent, output, data_root=args.data_root, device=args.device)
+        result = run(spec, output, data_root=args.data_root, device=args.device)
+    except OSError as err:  # read-only or full disk mid-run: the run's failed.json has the traceback
+        print(f"error: run {spec.run_id} stopped: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: run {spec.run_id} recorded as interrupted; run the same command to resume",
+              file=sys.stderr)
+        return 130
     assert result is not None  # run() returns None only when max_epochs stops it early
     print(json.dumps({"run_id": spec.run_id, "top1_last": result.metrics.top1_last,
                       "top1_best": result.metrics.top1_best}, indent=2))

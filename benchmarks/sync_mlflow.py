@@ -21,11 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cli.args import fail  # noqa: E402
+from benchmarks.cli.args import OneLineParser, fail  # noqa: E402
+from benchmarks.cli.checks import check_tracking_uri, tracking_uri_in_use  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", required=True, help="output directory holding runs/<run_id>/")
     p.add_argument("--tracking-uri", default=None,
                    help="sqlite:///PATH, postgresql://..., or http://HOST:PORT (default: see above)")
@@ -36,17 +37,27 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output = Path(args.output)
-    from benchmarks.run.rundir import runs_root
+    from benchmarks.run.rundir import run_dirs, runs_root
 
     if not runs_root(output).is_dir():
-        return fail(f"{output} has no runs/ directory (expected {runs_root(output)})")
-    from benchmarks.tracking.mlflow_sync import sync_runs
+        return fail(f"--output {str(output)!r} has no runs/ directory (expected {runs_root(output)})")
+    try:
+        check_tracking_uri(*tracking_uri_in_use(args.tracking_uri))
+    except ValueError as err:
+        return fail(str(err))
+    from benchmarks.tracking.mlflow_sync import DEFAULT_EXPERIMENT, experiment_page, sync_runs
 
     try:
         counts = sync_runs(output, args.tracking_uri, args.experiment)
     except ValueError as err:
         return fail(str(err))
     print(json.dumps(counts))
+    names = {args.experiment} if args.experiment else {(d.read_spec() or {}).get("grid") or DEFAULT_EXPERIMENT
+                                                       for d in run_dirs(output) if d.spec_path.exists()}
+    for name in sorted(names):
+        page = experiment_page(output, args.tracking_uri, name)
+        if page is not None:
+            print(f"{name}: {page}")
     return 0
 
 

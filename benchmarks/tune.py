@@ -34,7 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cli.args import fail, parse_bits, parse_hparams, parse_layer_policy  # noqa: E402
+from benchmarks.cli import checks  # noqa: E402
+from benchmarks.cli.args import OneLineParser, fail, parse_bits, parse_hparams, parse_layer_policy  # noqa: E402
 from benchmarks.launch.registry import available_launchers  # noqa: E402
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec  # noqa: E402
 
@@ -47,7 +48,7 @@ from benchmarks.tuning.trials import fail_stale, remaining, run_trial  # noqa: E
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cell = p.add_argument_group("what is tuned: the base run every trial varies (one study per method x task "
                                 "x arch x bits)")
     cell.add_argument("--method", help="lsq | dorefa | alignq | climbq | emaq | emaq-lt | fp")
@@ -143,6 +144,12 @@ def options_from_args(args: argparse.Namespace) -> TuneOptions:
         storage=args.storage, study_name=args.study_name, stale_after_s=args.stale_after,
         max_retries=args.max_retries, data_root=args.data_root, device=args.device)
     options.validate()  # before the slurm profile is checked: the cell is the likelier typo
+    checks.check_float("--stale-after", args.stale_after, 0.0)
+    checks.check_device(args.device)
+    checks.check_storage_url(args.storage)
+    checks.check_output_dir(args.output)
+    if not args.no_mlflow:
+        checks.check_tracking_uri(*checks.tracking_uri_in_use(args.tracking_uri))
     return options
 
 
@@ -187,18 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = options_from_args(args)
         if args.launcher == "slurm":
-            from benchmarks.launch.profiles import load_slurm_profile
-
-            load_slurm_profile(args.slurm_profile)  # a bad profile fails here, before anything runs
+            checks.check_slurm_profile(args.slurm_profile)  # a bad profile fails here, before anything runs
         study = prepare_study(options, [parse_hparams(item.split(",")) for item in args.enqueue])
     except (ValueError, FileNotFoundError) as err:
         return fail(str(err))
     summary = continue_study(study, options, launcher=args.launcher, workers=args.workers,
                              slurm_profile=args.slurm_profile)
     if not args.no_mlflow:
-        from benchmarks.tracking.mlflow_sync import sync_optuna_study
+        from benchmarks.tracking.mlflow_sync import experiment_page, sync_optuna_study
 
         summary["mlflow"] = sync_optuna_study(study, args.tracking_uri)
+        summary["mlflow_page"] = experiment_page(Path(args.output), args.tracking_uri, "qbench-tuning")
     if args.freeze:
         from benchmarks.tuning.frozen import freeze_best
 

@@ -1,6 +1,7 @@
 """Argument parsing shared by the command-line entry points; bad input exits 2 with one line."""
 from __future__ import annotations
 
+import argparse
 import ast
 import sys
 
@@ -8,8 +9,18 @@ from methods.quant import check_bits
 
 
 def fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    """Print one line on stderr (the first line of ``message``) and return exit status 2."""
+    lines = str(message).strip().splitlines()
+    print(f"error: {lines[0] if lines else message}", file=sys.stderr)
     return 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr and exit 2 (the stock parser prints the whole
+    usage block first, which buries the bad value in a CI log)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def parse_bits(text: str) -> tuple[int, int]:
@@ -17,8 +28,11 @@ def parse_bits(text: str) -> tuple[int, int]:
     parts = str(text).split("/")
     if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
         raise ValueError(f"invalid bits {text!r}; expected W/A such as 4/4, each 2..16 or 32")
-    w = check_bits(int(parts[0]), "weight bits")
-    a = check_bits(int(parts[-1]), "activation bits")
+    try:
+        w = check_bits(int(parts[0]), "weight bits")
+        a = check_bits(int(parts[-1]), "activation bits")
+    except ValueError as err:  # name what was typed, not only the half of it that is wrong
+        raise ValueError(f"invalid bits {text!r}: {err}") from None
     return w, a
 
 

@@ -8,17 +8,21 @@ that wait for it are reported as blocked.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 from typing import Sequence
 
 import submitit
 
 from benchmarks.launch.job import GPU_ENV
-from benchmarks.launch.options import LaunchOptions, LaunchReport, job_outcome
+from benchmarks.launch.options import LaunchOptions, LaunchReport, Log, job_outcome
 from benchmarks.launch.requests import JobRequest, dependency_waves
 
 POOL_TIMEOUT_MIN = 24 * 60
+# after Ctrl-C, how long a worker may take to reach its next step and record the stop
+STOP_GRACE_S = 30.0
 
 
 def launch_debug(requests: Sequence[JobRequest], options: LaunchOptions) -> LaunchReport:
@@ -42,8 +46,19 @@ def _run_pool(requests: Sequence[JobRequest], options: LaunchOptions, cluster: s
     gpus = _visible_gpus() if cluster == "local" else []
     # the user's OMP_NUM_THREADS wins; else the cores are shared among the workers
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // workers))
-    free_slots = list(range(workers))  # a slot is a worker's seat: its GPU stays its own while it runs
     running: list[tuple[JobRequest, submitit.Job, int]] = []
+    try:
+        _pool_loop(queue, running, executor, options, cluster, workers, gpus, threads, report)
+    except KeyboardInterrupt:
+        stop_jobs([job for _, job, _ in running], options.log)
+        raise
+    return report
+
+
+def _pool_loop(queue: list[JobRequest], running: list[tuple[JobRequest, submitit.Job, int]], executor,
+               options: LaunchOptions, cluster: str, workers: int, gpus: list[str], threads: str,
+               report: LaunchReport) -> None:
+    free_slots = list(range(workers))  # a slot is a worker's seat: its GPU stays its own while it runs
     succeeded: set[str] = set()
     while queue or running:
         queue = [request for request in queue if not report.hold_back(request)]
@@ -78,7 +93,29 @@ def _run_pool(requests: Sequence[JobRequest], options: LaunchOptions, cluster: s
                 options.log(options.progress())
         if running and not finished:
             time.sleep(min(options.poll_s, 1.0))
-    return report
+
+
+def stop_jobs(jobs: Sequence[submitit.Job], log: Log, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop local jobs the way SLURM ends a job: SIGTERM to each job's controller, which forwards it to the
+    worker, whose run stops at the next step and records itself as interrupted (``failed.json`` with
+    ``interrupted``); after ``grace_s`` seconds whatever still runs is cancelled (SIGINT, then SIGKILL).
+    A second Ctrl-C skips the wait."""
+    alive = [job for job in jobs if getattr(job, "_process", None) is not None and not job.done()]
+    if not alive:
+        return
+    log(f"stopping {len(alive)} running job(s); each records its run as interrupted")
+    for job in alive:
+        with contextlib.suppress(OSError):  # the job's controller process (submitit's LocalJob keeps it)
+            getattr(job, "_process").send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    try:
+        while any(not job.done() for job in alive) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    for job in alive:
+        if not job.done():
+            job.cancel(check=False)
 
 
 def _visible_gpus() -> list[str]:

@@ -33,6 +33,8 @@ class GridLaunch:
     poll_s: float = 5.0
     log: Log = print
     provenance: dict[str, dict] = field(default_factory=dict)  # run_id -> where tuned hparams came from
+    # log the counts line after each job that ends (off when a live view shows the counts itself)
+    progress_lines: bool = True
 
 
 def launch_runs(specs: list[RunSpec], launcher: str, options: GridLaunch) -> LaunchReport:
@@ -61,12 +63,17 @@ def launch_runs(specs: list[RunSpec], launcher: str, options: GridLaunch) -> Lau
         fp = sum(by_id[r.key].method == "fp" for r in requests)
         options.log(f"submitting {len(requests)} runs to SLURM ({fp} FP, {len(requests) - fp} QAT); "
                     "a QAT run waits only for its own FP parent")
-    launched = run_launcher(requests, LaunchOptions(
-        folder=output / "submitit", workers=options.workers, slurm_profile=options.slurm_profile,
-        job_name=f"qbench-{options.grid or 'runs'}", wait=options.wait, poll_s=options.poll_s,
-        log=options.log,
-        succeeded=lambda run_id: RunDir.of(output, run_id).is_done(),
-        progress=lambda: progress_line(specs, output)))
+    try:
+        launched = run_launcher(requests, LaunchOptions(
+            folder=output / "submitit", workers=options.workers, slurm_profile=options.slurm_profile,
+            job_name=job_name(options.grid), wait=options.wait, poll_s=options.poll_s,
+            log=options.log,
+            succeeded=lambda run_id: RunDir.of(output, run_id).is_done(),
+            progress=(lambda: progress_line(specs, output)) if options.progress_lines else None))
+    except KeyboardInterrupt:
+        if launcher != "slurm":  # SLURM jobs are the cluster's: they go on, and record their own state
+            mark_interrupted([r.key for r in requests], output)
+        raise
     report.launched, report.job_ids = launched.launched, launched.job_ids
     # the run directories say why, in the words --status uses; the launcher's reason is the fallback
     report.failed = {key: failure_line(output, key) or reason for key, reason in launched.failed.items()}
@@ -78,3 +85,22 @@ def launch_runs(specs: list[RunSpec], launcher: str, options: GridLaunch) -> Lau
 def _job_args(spec: RunSpec, options: GridLaunch) -> tuple[Any, ...]:
     return (spec.to_dict(), str(options.output), options.grid, options.data_root, options.device,
             options.provenance.get(spec.run_id))
+
+
+def job_name(grid: str | None) -> str:
+    """The scheduler's name of a grid's jobs (``scancel --name`` takes it)."""
+    return f"qbench-{grid or 'runs'}"
+
+
+def mark_interrupted(run_ids: list[str], output: Path) -> list[str]:
+    """After Ctrl-C: record each started run that did not record its own stop (its worker was killed
+    before it could) as interrupted, so ``--status`` says so and a relaunch resumes it. Runs that are done,
+    running elsewhere, never started or already recorded are left alone. Returns the ids marked."""
+    marked = []
+    for run_id in run_ids:
+        directory = RunDir.of(output, run_id)
+        if directory.state() is RunState.INCOMPLETE:
+            directory.write_failure("KeyboardInterrupt: the launcher was stopped (Ctrl-C)", "",
+                                    interrupted=True)
+            marked.append(run_id)
+    return marked

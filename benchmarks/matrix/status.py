@@ -60,9 +60,11 @@ def run_statuses(specs: Iterable[RunSpec], output: Path) -> dict[str, tuple[str,
 
 
 def progress_line(specs: list[RunSpec], output: Path) -> str:
-    """One line of counts: pending (not launched or incomplete), running, done, failed, blocked."""
+    """One line of counts: pending (not launched, incomplete or interrupted), running, done, failed,
+    blocked."""
     counts = Counter(status for status, _ in run_statuses(specs, output).values())
-    pending = counts[RunState.NOT_LAUNCHED.value] + counts[RunState.INCOMPLETE.value]
+    pending = (counts[RunState.NOT_LAUNCHED.value] + counts[RunState.INCOMPLETE.value]
+               + counts[RunState.INTERRUPTED.value])
     return (f"pending {pending} | running {counts[RunState.RUNNING.value]} | "
             f"done {counts[RunState.DONE.value]} | failed {counts[RunState.FAILED.value]} | "
             f"blocked {counts[BLOCKED]} | total {len(specs)}")

@@ -27,6 +27,7 @@ from benchmarks.run.redact import redact_url
 from benchmarks.run.rundir import RunDir, RunState, run_dirs
 from benchmarks.run.spec import RunSpec
 from benchmarks.tracking.store_lock import store_lock
+from benchmarks.tracking.store_paths import artifact_root, repoint_artifacts, runs_page
 
 DEFAULT_EXPERIMENT = "qbench"
 SYNC_TAG = "qbench.synced"  # what was last synced (state marker + extra-tag digest): equal means unchanged
@@ -58,11 +59,14 @@ def experiment_id(client, name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    uri = client.tracking_uri
-    location = None
-    if uri.startswith("sqlite:///"):
-        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=artifact_root(client.tracking_uri))
+
+
+def experiment_page(output: Path, tracking_uri: str | None, name: str) -> str | None:
+    """The line that says where to browse experiment ``name`` (None if it does not exist)."""
+    uri = tracking_uri or default_tracking_uri(output)
+    found = client_for(output, uri).get_experiment_by_name(name)
+    return None if found is None else runs_page(uri, found.experiment_id)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -111,6 +115,7 @@ def sync_runs(output: Path, tracking_uri: str | None = None, experiment: str | N
     """
     uri = tracking_uri or default_tracking_uri(output)
     with store_lock(uri, Path(output), log):
+        _repoint(uri, log)
         return _sync_locked(client_for(output, uri), output, experiment, extra_tags or {}, log)
 
 
@@ -165,11 +170,13 @@ def _sync_one(client, exp_id: str, index: dict[str, Any], directory: RunDir, hea
     result = record.to_dict() if record is not None else None
     tags = _tags(header, result, failure, directory)
     tags.update(extra)
+    if "trial_number" in extra:  # an existing run of a trial gets the trial's name too
+        tags["mlflow.runName"] = _run_name(header["spec"], extra)
     tags[SYNC_TAG] = fingerprint
     if existing is None:
         spec = header["spec"]
         started = int(directory.spec_path.stat().st_mtime * 1000)
-        mlflow_run = client.create_run(exp_id, start_time=started, run_name=_run_name(spec),
+        mlflow_run = client.create_run(exp_id, start_time=started, run_name=_run_name(spec, extra),
                                        tags={"run_id": run_id})
         mlflow_id, logged, old_marker = mlflow_run.info.run_id, 0, None
         _log_batch(client, mlflow_id, params=flatten(spec))
@@ -200,11 +207,22 @@ def _sync_one(client, exp_id: str, index: dict[str, Any], directory: RunDir, hea
     return "created" if existing is None else "updated"
 
 
-def _run_name(spec: dict[str, Any]) -> str:
+def _run_name(spec: dict[str, Any], extra: dict[str, str] | None = None) -> str:
+    """``lsq W4/A4 optdigits dann_digits s0``; a tuning trial starts with its number (``trial-007 ...``),
+    so a study's runs sort and read by trial in the UI."""
     task = spec["task"]
     label = task_key(task["dataset"], task.get("target"))
     bits = bits_label(spec["w_bits"], spec["a_bits"], spec["method"])
-    return f"{spec['method']} {bits} {label} {spec['arch']} s{spec['seed']}"
+    name = f"{spec['method']} {bits} {label} {spec['arch']} s{spec['seed']}"
+    trial = (extra or {}).get("trial_number")
+    return f"trial-{int(trial):03d} {name}" if trial is not None and str(trial).isdigit() else name
+
+
+def _repoint(uri: str, log: Callable[[str], None]) -> None:
+    moved = repoint_artifacts(uri)
+    if moved:
+        log(f"MLflow sync: the store moved; artifact locations of {moved} experiment(s) now point to "
+            f"{artifact_root(uri)}")
 
 
 def _tags(header: dict[str, Any], result: dict[str, Any] | None, failure: dict[str, Any] | None,
@@ -244,7 +262,8 @@ def _epoch_metrics(history: list[dict[str, Any]], after: int) -> list:
         stamp = int(row.get("time_s", time.time()) * 1000)
         values = {k: row.get(k) for k in ("train_loss", "train_acc", "val_acc", "test_acc", "lr")}
         values.update({f"test_acc/{d}": v for d, v in (row.get("test_acc_by_domain") or {}).items()})
-        out += [Metric(k, float(v), stamp, row["epoch"]) for k, v in values.items() if _is_number(v)]
+        out += [Metric(k, float(v), stamp, row["epoch"]) for k, v in values.items()
+                if v is not None and _is_number(v)]
     return out
 
 
@@ -274,7 +293,7 @@ def _log_artifacts(client, mlflow_id: str, directory: RunDir, result: dict[str, 
             client.log_artifact(mlflow_id, str(path))
 
 
-def _log_batch(client, mlflow_id: str, metrics: list = (), params: dict[str, str] | None = None,
+def _log_batch(client, mlflow_id: str, metrics: Iterable = (), params: dict[str, str] | None = None,
                tags: dict[str, str] | None = None) -> None:
     from mlflow.entities import Param, RunTag
 
@@ -300,6 +319,7 @@ def sync_study(study_dir: Path, study_tags: dict[str, str], trial_tags: dict[str
     study_dir = Path(study_dir)
     uri = tracking_uri or default_tracking_uri(study_dir.parent.parent)
     with store_lock(uri, study_dir, log):
+        _repoint(uri, log)
         client = client_for(study_dir, uri)
         exp_id = experiment_id(client, experiment)
         name = study_tags["study_name"]

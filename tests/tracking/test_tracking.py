@@ -153,6 +153,32 @@ def test_sync_study_nests_trial_runs(output):
     assert nested.loc[_spec(2).run_id, "status"] == "KILLED"
     assert nested.loc[_spec(2).run_id, "tags.status"] == "pruned"
     assert pd.isna(nested.loc[_spec(1).run_id, "tags.trial_number"])  # nested, though no trial names it
+    # a trial's run name starts with its number, so the UI lists a study's runs by trial
+    assert nested.loc[_spec(2).run_id, "tags.mlflow.runName"] == "trial-001 fp FP mnist dann_digits s2"
+    assert nested.loc[_spec(1).run_id, "tags.mlflow.runName"] == "fp FP mnist dann_digits s1"
+
+
+@pytest.mark.slow  # two syncs into sqlite: ~15 s on a shared 2-core machine
+def test_artifacts_survive_a_moved_output(output, tmp_path):
+    """The SQLite store records absolute artifact paths; after the output directory moves, the next sync
+    re-points them, and every artifact is readable from the new place (the old one is gone)."""
+    from mlflow.tracking import MlflowClient
+
+    assert sync_runs(output)["created"] == 3
+    moved = tmp_path / "elsewhere" / "out"
+    moved.parent.mkdir()
+    output.rename(moved)
+    lines: list[str] = []
+    assert sync_runs(moved, log=lines.append)["unchanged"] == 3
+    assert any("the store moved" in line for line in lines)
+    client = MlflowClient(f"sqlite:///{moved / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("demo-grid")
+    assert experiment.artifact_location == (moved / "mlartifacts").as_uri()
+    for mlflow_run in client.search_runs([experiment.experiment_id]):
+        local = client.download_artifacts(mlflow_run.info.run_id, "spec.json", str(tmp_path))
+        assert json.loads(Path(local).read_text())["run_id"] == mlflow_run.data.tags["run_id"]
+    lines.clear()
+    assert sync_runs(moved, log=lines.append)["unchanged"] == 3 and lines == []  # in place: nothing to do
 
 
 def test_cli(output, capsys):
@@ -164,8 +190,12 @@ def test_cli(output, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1
     assert main(["--output", str(output), "--experiment", "cli"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+    counts, page = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert json.loads(counts) == {
         "created": 3, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates_removed": 0}
+    db = (output / "mlflow.db").resolve()
+    assert page.startswith(f"cli: MLflow runs page: run `mlflow ui --backend-store-uri sqlite:///{db}`")
+    assert page.endswith("http://127.0.0.1:5000/#/experiments/1")
 
 
 def _free_port() -> int:

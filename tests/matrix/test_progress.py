@@ -1,0 +1,152 @@
+"""The live view (benchmarks/matrix/progress.py), --logs (benchmarks/matrix/logs.py) and Ctrl-C of
+run_matrix.py. The views read run directories planted with RunDir's own writers; Ctrl-C is a real SIGINT to
+a real launcher process with a real worker."""
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.matrix.expand import Filters, expand
+from benchmarks.matrix.grids import load_grid
+from benchmarks.matrix.logs import find_run, print_log
+from benchmarks.matrix.progress import LiveView, PlainView, take_snapshot
+from benchmarks.run.rundir import RunDir, RunState
+from tests.matrix.support import REPO
+
+
+@pytest.fixture
+def grid(tmp_path):
+    """The smoke grid's three runs (FP, LSQ, DoReFa) under tmp_path/out; none started."""
+    specs = expand(load_grid("smoke"), "full", Filters())
+    return specs, tmp_path / "out"
+
+
+def _start(output: Path, spec, epochs: int) -> RunDir:
+    """Plant a run this process is working on, with ``epochs`` epochs finished."""
+    directory = RunDir.of(output, spec.run_id)
+    directory.write_spec({"run_id": spec.run_id, "spec": spec.to_dict()})
+    directory.write_metrics([{"epoch": e + 1, "train_loss": 1.0} for e in range(epochs)])
+    directory.write_heartbeat()
+    return directory
+
+
+def test_plain_view_prints_one_line_per_event(grid):
+    specs, output = grid
+    fp, lsq, dorefa = specs
+    stream = io.StringIO()
+    view = PlainView(stream)
+    _start(output, fp, 1)
+    view.update(take_snapshot(specs, output))
+    _start(output, fp, 2)
+    failed = RunDir.of(output, dorefa.run_id)
+    failed.write_spec({"run_id": dorefa.run_id})
+    failed.write_failure("RuntimeError: boom at epoch 1\nsecond line", "Traceback ...")
+    view.update(take_snapshot(specs, output))
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == f"started {fp.run_id} (fp FP optdigits dann_digits s0)"
+    assert lines[1].startswith("pending 2 | running 1 | done 0 | failed 0 | blocked 0 | total 3 | ETA ")
+    assert lines[1].endswith("(cost model)")
+    assert lines[2].startswith(f"epoch 2/2 {fp.run_id} (")
+    # the reason from failed.json, not a log path
+    assert lines[3] == f"FAILED {dorefa.run_id}: RuntimeError: boom at epoch 1"
+    assert lines[4].startswith("pending 1 | running 1 | done 0 | failed 1 |")
+    assert len(lines) == 5
+    assert lsq.run_id not in stream.getvalue()
+
+
+def test_eta_from_finished_runs_over_the_workers(grid, monkeypatch):
+    """Once runs have finished, the ETA is the median of their wall times per run still to go."""
+    from benchmarks.matrix import progress
+
+    specs, output = grid
+    _start(output, specs[0], 1)  # half of a 2-epoch run left
+    monkeypatch.setattr(progress, "run_statuses", lambda s, o: {
+        specs[0].run_id: ("running", None), specs[1].run_id: ("not_launched", None),
+        specs[2].run_id: ("done", None)})
+    monkeypatch.setattr(progress, "_wall_s", lambda directory: 100.0)
+    snap = take_snapshot(specs, output, workers=2)
+    assert snap.eta_s == pytest.approx((50 + 100) / 2)
+    assert snap.eta_source == "median of 1 finished runs"
+
+
+def test_live_view_draws_a_bar_per_running_run(grid):
+    specs, output = grid
+    _start(output, specs[0], 1)
+    stream = io.StringIO()
+    view = LiveView(len(specs), stream)
+    view.update(take_snapshot(specs, output))
+    view.close()
+    text = stream.getvalue()
+    assert "grid" in text and "pending 2 | running 1" in text
+    assert specs[0].run_id in text and "epoch 1/2" in text
+
+
+def test_logs_by_prefix_and_unknown_ids(grid, capsys):
+    specs, output = grid
+    directory = _start(output, specs[0], 1)
+    directory.append_log("epoch 1 loss 0.5")
+    assert find_run(output, specs[0].run_id[:4]) == directory
+    with pytest.raises(ValueError, match="unknown run id 'zz'"):
+        find_run(output, "zz")
+    for run_id in ("abcd0001", "abcd0002"):
+        RunDir.of(output, run_id).write_spec({"run_id": run_id})
+    with pytest.raises(ValueError, match="'abcd' is ambiguous: abcd0001, abcd0002"):
+        find_run(output, "abcd")
+    from benchmarks.run_matrix import main
+
+    assert main(["--grid", "smoke", "--output", str(output), "--logs", specs[0].run_id[:6]]) == 0
+    assert capsys.readouterr().out.endswith("epoch 1 loss 0.5\n")
+
+
+def test_follow_prints_new_lines_until_the_run_stops(grid):
+    specs, output = grid
+    directory = _start(output, specs[0], 1)
+    directory.append_log("first")
+    stream = io.StringIO()
+    directory.write_failure("KeyboardInterrupt", "", interrupted=True)
+    directory.heartbeat_path.unlink()  # the worker is gone: follow stops after the last lines
+    directory.append_log("last")
+    assert print_log(directory, follow=True, stream=stream, poll_s=0.01, max_wait_s=5) == 0
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines[:2]] == ["first", "last"]
+    assert lines[2] == f"(run {specs[0].run_id} is interrupted)"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_workers_and_records_runs_as_interrupted(tmp_path):
+    """SIGINT to a launcher with a worker mid-run: the worker stops, its run is recorded as interrupted,
+    one line on stderr says how to resume, and there is no traceback anywhere."""
+    output = tmp_path / "out"
+    grid = tmp_path / "long_fp.yaml"  # one FP run of 40 epochs: far from done when the signal comes
+    smoke = (REPO / "benchmarks/grids/smoke.yaml").read_text()
+    grid.write_text(smoke.replace("fp: {epochs: 2", "fp: {epochs: 40"))
+    command = [sys.executable, str(REPO / "benchmarks/run_matrix.py"), "--grid", str(grid), "--methods", "fp",
+               "--launcher", "local", "--output", str(output), "--no-sync"]
+    launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    running = None
+    while running is None and time.monotonic() < deadline and launcher.poll() is None:
+        time.sleep(0.5)
+        running = next((d for d in map(RunDir, sorted((output / "runs").glob("*")))
+                        if d.metrics_path.exists() and d.state() is RunState.RUNNING), None)
+    assert running is not None, "the FP run never got to its first epoch"
+    worker = json.loads(running.heartbeat_path.read_text())["pid"]
+    launcher.send_signal(signal.SIGINT)
+    out, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ") and "resume with: " in lines[0]
+    assert "run_matrix.py --grid" in lines[0]
+    assert "Traceback" not in out + err
+    assert running.state() is RunState.INTERRUPTED
+    assert running.read_failure()["interrupted"] is True
+    status = Path(f"/proc/{worker}/status")
+    assert not status.exists() or "\nState:\tZ" in status.read_text()  # gone (or a zombie awaiting init)
+    assert not list(output.rglob("*.tmp"))
