@@ -110,14 +110,17 @@ def spawn(world_size: int, fn: Callable[..., Any], *args: Any) -> None:
     must pickle; the caller's main module must be import-safe (``if __name__ == "__main__"``)."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_spawned, args=(world_size, _free_port(), fn, args), nprocs=world_size, join=True)
+    # this process's threads shared out, so G processes do not each start a thread per core (and a CPU run
+    # is reproducible: its float sums depend on the thread count)
+    threads = max(1, torch.get_num_threads() // world_size)
+    mp.spawn(_spawned, args=(world_size, _free_port(), threads, fn, args), nprocs=world_size, join=True)
 
 
-def _spawned(rank: int, world_size: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _spawned(rank: int, world_size: int, port: int, threads: int, fn: Callable[..., Any],
+             args: tuple[Any, ...]) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
-    # the machine's cores shared out, so G processes do not each start a thread per core
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    torch.set_num_threads(threads)
     try:
         fn(*args)
     finally:
