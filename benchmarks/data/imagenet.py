@@ -1,6 +1,6 @@
 """ImageNet (ILSVRC-2012) from its folder layout, through torchvision, with a fast DataLoader path.
 
-Layout under ``<data root>/imagenet/`` (docs/datasets.md):
+Layout under ``<data root>/imagenet/`` (docs/distributed.md):
 
 * ``train/<wnid>/*.JPEG``: 1000 class folders (the class index is the folder's rank in sorted order, as
   ``torchvision.datasets.ImageFolder``);
@@ -55,7 +55,7 @@ def imagenet_samples(root: Path, split: str) -> tuple[list[tuple[Path, int]], li
     train = base / "train"
     if not train.is_dir():
         raise FileNotFoundError(f"ImageNet not found at {base}; expected {train}/<wnid>/*.JPEG "
-                                "(docs/datasets.md)")
+                                "(docs/distributed.md)")
     if split not in ("train", "val"):
         raise ValueError(f"invalid ImageNet split {split!r}; valid: train, val")
     classes = _class_folders(train)
@@ -164,7 +164,7 @@ def load_imagenet(root: Path, *, download: bool = False, verify_md5: bool = True
     """The registry's in-memory loader: every train and val image decoded at ``size`` (centre crop)."""
     if download:
         raise ValueError("ImageNet has no download; place the ILSVRC-2012 folders yourself "
-                         "(docs/datasets.md)")
+                         "(docs/distributed.md)")
     return DomainSplits("imagenet", _decode(root, "train", size[0]), _decode(root, "val", size[0]))
 
 

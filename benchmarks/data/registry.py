@@ -97,7 +97,7 @@ for _dom in ("amazon", "dslr", "webcam"):
                          native_test=False))
 register(DatasetSpec(DatasetInfo("imagenet", 1000, 3, (224, 224), IMAGENET_MEAN, IMAGENET_STD, None,
                                  "ILSVRC-2012 (Russakovsky et al. 2015), <root>/imagenet/{train,val}/ "
-                                 "(docs/datasets.md)"), "benchmarks.data.imagenet:load_imagenet",
+                                 "(docs/distributed.md)"), "benchmarks.data.imagenet:load_imagenet",
                      augment="crop_flip"))
 
 _LT_RE = re.compile(r"^(?P<base>.+?)-lt(?P<climbq>-climbq)?-r(?P<rho>\d+(?:\.\d+)?)$")
