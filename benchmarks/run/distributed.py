@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from benchmarks.run.spec import Recipe
 from methods.layers import QuantBatchNorm2d
 
 # How long a rank waits in a collective for the others (a rank that died is noticed by the launcher first).
@@ -123,11 +124,22 @@ class DataParallel:
         return entries
 
 
-def join(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Any, seed: int,
-         sync_bn: bool, resumed: bool) -> DataParallel | None:
-    """Make this rank's training part of the group (no-op without one): broadcast rank 0's model, average
-    gradients at every step, shard the batches, synchronise BatchNorm, give each rank its own dropout RNG
-    (a resumed run has restored it from the checkpoint)."""
+def check_world(recipe: Recipe) -> None:
+    """ValueError unless this process is in a group of ``recipe.processes`` (none for one process)."""
+    rank = current()
+    world = 1 if rank is None else rank.world_size
+    if world != recipe.processes:
+        raise ValueError(f"invalid world size {world} for a recipe with processes={recipe.processes}; start "
+                         "data-parallel runs with benchmarks.run.distributed_run.run_scaled")
+
+
+def join(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Any, recipe: Recipe, seed: int,
+         resumed: bool) -> DataParallel | None:
+    """Make this rank's training part of the group (no-op for a one-process run): broadcast rank 0's model,
+    average gradients at every step, shard the batches, synchronise BatchNorm, give each rank its own dropout
+    RNG (a resumed run has restored it from the checkpoint). Raises ValueError when the process group does not
+    have the recipe's number of processes (``check_world``)."""
+    check_world(recipe)
     rank = current()
     if rank is None:
         return None
@@ -136,7 +148,7 @@ def join(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Any, seed: 
         dist.broadcast(tensor.data, 0)
     optimizer.register_step_pre_hook(parallel.average_gradients)
     loader.shard = (rank.rank, rank.world_size)
-    if sync_bn:
+    if recipe.sync_bn:
         synchronise_batchnorm(model)
     if not resumed:
         torch.manual_seed(seed + RANK_SEED_STRIDE * rank.rank)

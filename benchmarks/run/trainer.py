@@ -102,6 +102,7 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
            device: torch.device, channels_last: bool, max_epochs: int | None, log: Log,
            on_epoch: Callable[[dict[str, Any]], None] | None, eval_test: bool) -> ResultRecord | None:
     wall_start = time.time()
+    distributed.check_world(spec.recipe)  # a data-parallel spec outside its process group: refused at once
     directory.write_heartbeat()
     directory.clear_failure()
     task = build_task(spec.task.dataset, spec.task.target, root=data_root, seed=spec.seed,
@@ -136,8 +137,7 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
     else:
         calibrate(model.net, next(loader.epoch(0, 0))[0])
     position, resumed_tallies = resume_position(state)
-    parallel = distributed.join(model, optimizer, loader, spec.seed, spec.recipe.sync_bn,
-                                resumed=resumed)
+    parallel = distributed.join(model, optimizer, loader, spec.recipe, spec.seed, resumed=resumed)
     step_checkpoints = StepCheckpoints(spec.recipe, parallel)
 
     tally: dict[str, Any] = {}  # the running accuracy and GRL coefficient of the current epoch

@@ -78,6 +78,6 @@ def test_a_two_task_run_trains_and_finishes_on_slurm(slurm_cluster, tmp_path):
     result = directory.read_result()
     assert result is not None and result.spec["recipe"]["processes"] == 2
     assert result.environment["slurm_job_id"] is not None
-    assert result.timings["steps"] == 3
+    assert result.timings.steps == 3
     logs = sorted(p.name for p in (tmp_path / "submitit").glob("*/*_log.out"))
     assert len(logs) == 2, logs  # one log per task: both ranks ran
