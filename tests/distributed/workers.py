@@ -36,11 +36,19 @@ def train_until_killed(spec_dict: dict[str, Any], output: str, epoch: int, posit
             os.kill(os.getpid(), signal.SIGKILL)
 
     trainer.save_checkpoint = write_then_die
-    run_rank(RunSpec.from_dict(spec_dict), Path(output), log=quiet)
+    spec = RunSpec.from_dict(spec_dict)
+    if spec.recipe.processes == 1:
+        trainer.run(spec, Path(output), log=quiet)
+    else:
+        run_rank(spec, Path(output), log=quiet)
 
 
 def spawn_until_killed(spec_dict: dict[str, Any], output: str, epoch: int, position: int) -> None:
-    """``train_until_killed`` on the spec's number of processes, spawned here."""
+    """``train_until_killed`` in this process (one process) or on the spec's processes, spawned here."""
     from benchmarks.run.distributed_run import spawn
 
-    spawn(spec_dict["recipe"].get("processes", 1), train_until_killed, spec_dict, output, epoch, position)
+    processes = spec_dict["recipe"].get("processes", 1)
+    if processes == 1:
+        train_until_killed(spec_dict, output, epoch, position)
+    else:
+        spawn(processes, train_until_killed, spec_dict, output, epoch, position)
