@@ -53,7 +53,7 @@ def run_scaled(spec: RunSpec, output: Path, *, device: str = "auto", **kwargs: A
     if _slurm_tasks() == processes:
         from submitit.helpers import TorchDistributedEnvironment
 
-        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         return run_rank(spec, output, device=device, **kwargs)
     return spawn_local(spec, output, device=device, **kwargs)
 
