@@ -64,8 +64,13 @@ def normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
 def iterate_batches(split: ImageTensors, batch_size: int, *, mean: tuple[float, ...], std: tuple[float, ...],
                     augment: str = "none", shuffle: bool = True, drop_last: bool = True,
                     generator: torch.Generator, device: str | torch.device = "cpu",
-                    channels_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                    channels_last: bool = False,
+                    rows: slice | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of ``(x float32 normalised (B,C,H,W), y int64 (B,))``. Target splits yield y = -1.
+
+    ``rows``: keep only these rows of every batch (a data-parallel rank's share). The whole batch is still
+    gathered and augmented, so the generator advances as in one process and the kept rows are exactly those
+    rows of the one-process batch.
 
     The split may live on the CPU (each uint8 batch is gathered, pinned when copying to CUDA, and moved) or
     already on ``device`` (move it once with ``ImageTensors(x.to(dev), y.to(dev))``: no copies per batch).
@@ -87,7 +92,10 @@ def iterate_batches(split: ImageTensors, batch_size: int, *, mean: tuple[float, 
         if pin:
             x, y = x.pin_memory(), y.pin_memory()
         x, y = x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
-        x = normalise(augment_batch(x, augment, generator), mean, std)
+        x = augment_batch(x, augment, generator)
+        if rows is not None:
+            x, y = x[rows], y[rows]
+        x = normalise(x, mean, std)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         yield x, y

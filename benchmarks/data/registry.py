@@ -95,6 +95,10 @@ for _dom in ("amazon", "dslr", "webcam"):
                                      f"<root>/office31/{_dom}/images/<class>/"),
                          f"{_L}:load_office31", augment="crop_flip", options={"domain": _dom},
                          native_test=False))
+register(DatasetSpec(DatasetInfo("imagenet", 1000, 3, (224, 224), IMAGENET_MEAN, IMAGENET_STD, None,
+                                 "ILSVRC-2012 (Russakovsky et al. 2015), <root>/imagenet/{train,val}/ "
+                                 "(docs/distributed.md)"), "benchmarks.data.imagenet:load_imagenet",
+                     augment="crop_flip"))
 
 _LT_RE = re.compile(r"^(?P<base>.+?)-lt(?P<climbq>-climbq)?-r(?P<rho>\d+(?:\.\d+)?)$")
 

@@ -32,8 +32,10 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __call__(self, spec_dict: dict[str, Any], output: str, grid: str | None, data_root: str | None,
                  device: str, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+        # Imported in the worker: keeps the pickled callable light. run_scaled is trainer.run for a run of one
+        # process; a data-parallel one joins its SLURM job's other tasks, or spawns its processes here.
+        from benchmarks.run.distributed_run import run_scaled as run
         from benchmarks.run.termination import raise_if_terminated, stop_on_sigterm
-        from benchmarks.run.trainer import run  # imported in the worker: keeps the pickled callable light
 
         stop_on_sigterm()
         use_assigned_gpu()

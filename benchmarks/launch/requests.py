@@ -20,6 +20,9 @@ class JobRequest:
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     depends_on: str | None = None
+    # a data-parallel run: this many processes (one per GPU) on this many nodes (distributed_slurm.py)
+    processes: int = 1
+    nodes: int = 1
 
 
 def dependency_waves(requests: Sequence[JobRequest]) -> list[list[JobRequest]]:

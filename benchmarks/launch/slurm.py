@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from benchmarks.launch.distributed_slurm import shape_overrides
 from benchmarks.launch.options import LaunchOptions, LaunchReport, job_outcome
 from benchmarks.launch.profiles import array_chunks, load_slurm_profile, make_executor
 from benchmarks.launch.requests import JobRequest, dependency_waves
@@ -35,10 +36,11 @@ def plan_arrays(requests: Sequence[JobRequest], profile: dict[str, Any]) -> list
     """The arrays that submit ``requests``: by wave, then by dependency (first-seen order), chunked."""
     plans: list[ArrayPlan] = []
     for wave, members in enumerate(dependency_waves(requests)):
-        groups: dict[str | None, list[JobRequest]] = {}
+        # one array shares one resource request: data-parallel runs of another shape go in arrays of their own
+        groups: dict[tuple[str | None, int, int], list[JobRequest]] = {}
         for request in members:
-            groups.setdefault(request.depends_on, []).append(request)
-        chunks = [(dep, chunk) for dep, group in groups.items() for chunk in array_chunks(group, profile)]
+            groups.setdefault((request.depends_on, request.processes, request.nodes), []).append(request)
+        chunks = [(key[0], chunk) for key, group in groups.items() for chunk in array_chunks(group, profile)]
         share = max(1, profile["array_parallelism"] // len(chunks))
         plans.extend(ArrayPlan(wave, dep, chunk, min(share, len(chunk))) for dep, chunk in chunks)
     return plans
@@ -55,7 +57,8 @@ def launch_slurm(requests: Sequence[JobRequest], options: LaunchOptions) -> Laun
     report = LaunchReport()
     jobs: dict[str, Any] = {}
     for plan in plan_arrays(requests, profile):
-        overrides: dict[str, Any] = {"name": options.job_name, "slurm_array_parallelism": plan.parallelism}
+        overrides: dict[str, Any] = {"name": options.job_name, "slurm_array_parallelism": plan.parallelism,
+                                     **shape_overrides(plan.requests[0], profile)}
         after = None if plan.depends_on is None else str(jobs[plan.depends_on].job_id)
         if after is not None:
             overrides["slurm_dependency"] = dependency(after)

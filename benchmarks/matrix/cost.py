@@ -21,7 +21,7 @@ from benchmarks.run.spec import RunSpec
 NOMINAL_TRAIN_IMAGES = {
     "mnist": 60000, "mnistm": 59001, "mnistm-synth": 60000, "svhn": 73257, "usps": 7291, "optdigits": 3823,
     "syndigits": 479400, "syndigits-synth": 20000, "cifar10": 50000, "cifar100": 50000,
-    "office31/amazon": 2817, "office31/dslr": 498, "office31/webcam": 795,
+    "imagenet": 1281167, "office31/amazon": 2817, "office31/dslr": 498, "office31/webcam": 795,
 }
 # Assumed FP training images per second on one GPU (fp32); ResNet-20 measured 16,842 (H100, docs/speed.md).
 ASSUMED_IMAGES_PER_S = {"dann_digits": 40000, "resnet20": 17000, "resnet32": 13000, "resnet56": 7500,

@@ -58,7 +58,8 @@ def launch_runs(specs: list[RunSpec], launcher: str, options: GridLaunch) -> Lau
                                                "launch again once it is done")
                 continue
             depends_on = parent.run_id
-        requests.append(JobRequest(spec.run_id, job, _job_args(spec, options), depends_on))
+        requests.append(JobRequest(spec.run_id, job, _job_args(spec, options), depends_on,
+                                   spec.recipe.processes, spec.recipe.nodes))
     if launcher == "slurm":
         fp = sum(by_id[r.key].method == "fp" for r in requests)
         options.log(f"submitting {len(requests)} runs to SLURM ({fp} FP, {len(requests) - fp} QAT); "

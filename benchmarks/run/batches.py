@@ -16,15 +16,22 @@ class Batches:
 
     def __init__(self, task: TaskData, spec: RunSpec, device: torch.device, channels_last: bool) -> None:
         self.task, self.spec, self.device, self.channels_last = task, spec, device, channels_last
+        # (rank, world size) of a data-parallel run: training batches keep that rank's rows (distributed.py)
+        self.shard: tuple[int, int] | None = None
 
     def _stream(self, split, epoch: int, domain: int, cycle: int = 0, shuffle: bool = True,
                 augment: bool = True,
                 drop_last: bool = True, batch_size: int | None = None):
         generator = torch.Generator().manual_seed(((self.spec.seed * 1009 + epoch) * 31 + domain) * 7 + cycle)
-        return iterate_batches(split, batch_size or self.spec.recipe.batch_size, mean=self.task.mean,
+        size = batch_size or self.spec.recipe.batch_size
+        rows = None
+        if self.shard is not None and shuffle:  # training streams only: every rank evaluates everything
+            rank, world = self.shard
+            rows = slice(rank * size // world, (rank + 1) * size // world)
+        return iterate_batches(split, size, mean=self.task.mean,
                                std=self.task.std, augment=self.task.augment if augment else "none",
                                shuffle=shuffle, drop_last=drop_last, generator=generator, device=self.device,
-                               channels_last=self.channels_last)
+                               channels_last=self.channels_last, rows=rows)
 
     def epoch(self, epoch: int, domain: int):
         return self._stream(self.task.sources[domain].train, epoch, domain)

@@ -1,4 +1,10 @@
-"""The resumable checkpoint: model, optimizer, method state, RNG and the run's history at an epoch boundary.
+"""The resumable checkpoint: model, optimizer, method state, RNG and the run's history at an epoch boundary,
+or mid-epoch (``position``: steps done in the epoch, with the epoch's running loss and accuracy tallies).
+
+In a data-parallel run every rank calls ``save_checkpoint``: the entries each rank holds for itself
+(``RANK_LOCAL``: its RNG state, its share of the epoch's running tallies, its method state, and its model
+buffers, which per-rank statistics such as EmaQ's domain EMAs make differ between ranks) are gathered into
+``per_rank``, rank 0 alone writes, and on resume each rank takes its own entries back.
 
 Saved under a unique temporary name and renamed into place, so a job killed mid-save leaves the previous
 checkpoint intact and two writers never share a file. Loaded with ``weights_only=True``: a checkpoint holds
@@ -13,7 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.run import distributed
 from benchmarks.run.rundir import atomic_write_with
+
+RANK_LOCAL = ("rng", "loss_sum", "correct", "seen", "method", "buffers")
 
 
 class CheckpointUnusable(Exception):
@@ -28,7 +37,13 @@ def save_checkpoint(path: Path, state: dict, model: nn.Module, optimizer, method
     payload = {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "method": method.state_dict(), "rng": torch.get_rng_state(),
                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
+    rank = distributed.current()
+    if rank is not None:
+        own = {key: payload[key] for key in RANK_LOCAL if key in payload}
+        own["buffers"] = {name: buffer.detach() for name, buffer in model.named_buffers()}
+        payload["per_rank"] = distributed.DataParallel(rank).gather(own)
+    if distributed.is_writer():
+        atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
@@ -53,7 +68,15 @@ def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
 def apply_checkpoint(payload: dict[str, Any], model: nn.Module, optimizer, method) -> dict[str, Any]:
     """Restore model, optimizer, method state and RNG; returns the rest (epoch, step, history, timings)."""
     payload = dict(payload)
+    per_rank, rank = payload.pop("per_rank", None), distributed.current()
+    if per_rank is not None and rank is not None and len(per_rank) == rank.world_size:
+        payload.update(per_rank[rank.rank])
     model.load_state_dict(payload.pop("model"))
+    buffers = payload.pop("buffers", None)
+    if buffers is not None:
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(buffers[name])
     optimizer.load_state_dict(payload.pop("optimizer"))
     method.load_state_dict(payload.pop("method"))
     torch.set_rng_state(payload.pop("rng").cpu())

@@ -60,6 +60,18 @@ class Recipe:
     warmup_epochs: int = 0
     steps_per_epoch: int | None = None  # cap on steps per epoch (quick profiles); None = one pass
     amp: str = "none"  # "bf16" autocast (only on CUDA)
+    # Scale-out (docs/distributed.md). ``processes``: data-parallel processes, one per GPU, each with
+    # batch_size / processes images of every step; part of the run id when not 1 (float reduction order and
+    # per-rank method statistics change results). ``nodes``: how those processes spread over machines (layout
+    # only, never in the run id). ``sync_bn``: BatchNorm statistics reduced across processes (in the run id
+    # only when switched off).
+    processes: int = 1
+    nodes: int = 1
+    sync_bn: bool = True
+    # Mid-epoch checkpoints every N steps and/or every N minutes (None: at epoch ends only); never in the run
+    # id: a resumed run ends with the weights of an uninterrupted one.
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -79,6 +91,7 @@ class Recipe:
             raise ValueError(f"invalid recipe milestones {self.milestones!r}; expected a list of epochs")
         for milestone in self.milestones:
             _check_int("milestones", milestone, low=1)
+        _check_scale_out(self)
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
 
     @classmethod
@@ -130,9 +143,17 @@ class RunSpec:
             "fp_recipe": _recipe_dict(self.fp_recipe) if self.fp_recipe is not None else None,
         }
 
+    def identity_dict(self) -> dict[str, Any]:
+        """``to_dict()`` without the recipe keys that never change results (``NOT_IDENTITY``)."""
+        data = self.to_dict()
+        for key in ("recipe", "fp_recipe"):
+            if data[key] is not None:
+                data[key] = {k: v for k, v in data[key].items() if k not in NOT_IDENTITY}
+        return data
+
     @property
     def run_id(self) -> str:
-        payload = json.dumps({"schema_version": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True,
+        payload = json.dumps({"schema_version": SCHEMA_VERSION, **self.identity_dict()}, sort_keys=True,
                              default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -157,10 +178,38 @@ class RunSpec:
 
 
 
+# Recipe fields added after run ids were first published: written only when they differ from these defaults,
+# so every earlier spec keeps its id.
+LATER_DEFAULTS: dict[str, Any] = {"processes": 1, "nodes": 1, "sync_bn": True, "checkpoint_every_steps": None,
+                                  "checkpoint_every_minutes": None}
+# Recipe keys that never change a run's results: kept in spec.json, left out of the run id.
+NOT_IDENTITY = ("nodes", "checkpoint_every_steps", "checkpoint_every_minutes")
+
+
 def _recipe_dict(recipe: Recipe) -> dict[str, Any]:
     data = asdict(recipe)
     data["milestones"] = list(recipe.milestones)
+    for key, default in LATER_DEFAULTS.items():
+        if data[key] == default:
+            del data[key]
     return data
+
+
+def _check_scale_out(recipe: Recipe) -> None:
+    _check_int("processes", recipe.processes, low=1)
+    _check_int("nodes", recipe.nodes, low=1)
+    if recipe.processes % recipe.nodes:
+        raise ValueError(f"invalid nodes {recipe.nodes!r}; expected a divisor of "
+                         f"processes={recipe.processes}")
+    if recipe.batch_size % recipe.processes:
+        raise ValueError(f"invalid batch_size {recipe.batch_size!r}; expected a multiple of "
+                         f"processes={recipe.processes} (each process takes an equal share)")
+    if not isinstance(recipe.sync_bn, bool):
+        raise ValueError(f"invalid sync_bn {recipe.sync_bn!r}; expected true or false")
+    if recipe.checkpoint_every_steps is not None:
+        _check_int("checkpoint_every_steps", recipe.checkpoint_every_steps, low=1)
+    if recipe.checkpoint_every_minutes is not None:
+        _check_number("checkpoint_every_minutes", recipe.checkpoint_every_minutes, low=0.0, low_open=True)
 
 
 def _check_int(name: str, value: Any, low: int) -> None:

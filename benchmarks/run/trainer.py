@@ -16,6 +16,7 @@ import torch
 
 from benchmarks.data.splits import stratified_split
 from benchmarks.data.tasks import build_task
+from benchmarks.run import distributed
 from benchmarks.run.batches import Batches
 from benchmarks.run.checkpoint import CheckpointUnusable, apply_checkpoint, read_checkpoint, save_checkpoint
 from benchmarks.run.divergence import DivergenceWatch
@@ -26,6 +27,7 @@ from benchmarks.run.rundir import RunDir, atomic_write_with
 from benchmarks.run.schedules import grl_coefficient, lr_factor
 from benchmarks.run.scoring import epoch_row, final_result
 from benchmarks.run.spec import SCHEMA_VERSION, RunSpec
+from benchmarks.run.step_checkpoints import StepCheckpoints, epoch_tallies, resume_position
 from benchmarks.run.termination import Terminated, raise_if_terminated
 from benchmarks.run.trainer_parts import make_loss_fn, make_optimizer, pick_device
 from benchmarks.run.validate import layer_policy_of
@@ -100,6 +102,7 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
            device: torch.device, channels_last: bool, max_epochs: int | None, log: Log,
            on_epoch: Callable[[dict[str, Any]], None] | None, eval_test: bool) -> ResultRecord | None:
     wall_start = time.time()
+    distributed.check_world(spec.recipe)  # a data-parallel spec outside its process group: refused at once
     directory.write_heartbeat()
     directory.clear_failure()
     task = build_task(spec.task.dataset, spec.task.target, root=data_root, seed=spec.seed,
@@ -127,11 +130,15 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
     total_steps = steps * spec.recipe.epochs
     state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "train_s": 0.0, "eval_s": 0.0}
     checkpoint = directory.checkpoint_path
-    if checkpoint.exists():
+    resumed = checkpoint.exists()
+    if resumed:
         state = apply_checkpoint(read_checkpoint(checkpoint, device), model, optimizer, method)
         log(f"[{spec.run_id}] resuming after epoch {state['epoch']}")
     else:
         calibrate(model.net, next(loader.epoch(0, 0))[0])
+    position, resumed_tallies = resume_position(state)
+    parallel = distributed.join(model, optimizer, loader, spec.recipe, spec.seed, resumed=resumed)
+    step_checkpoints = StepCheckpoints(spec.recipe, parallel)
 
     tally: dict[str, Any] = {}  # the running accuracy and GRL coefficient of the current epoch
     loss_fn = make_loss_fn(model, method, context, device, spec.recipe.amp, tally)
@@ -146,9 +153,14 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         tally.update(correct=torch.zeros((), device=device), seen=0, grl=0.0)
         loss_sum = torch.zeros((), device=device)
         watch = DivergenceWatch(epoch + 1, device)
+        if position:
+            log(f"[{spec.run_id}] resuming epoch {epoch + 1} after its step {position}")
+            loss_sum = resumed_tallies.restore(tally)
         for index, parts in enumerate(loader.training_parts(epoch, use_targets)):
             if index >= steps:
                 break
+            if index < position:  # trained before the interruption: drawn (the order advances), not trained
+                continue
             raise_if_terminated(f"before step {state['step'] + 1} (epoch {epoch + 1})")
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base_lr * lr_factor(spec.recipe, state["step"], steps)
@@ -157,6 +169,12 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
             loss_sum += loss
             state["step"] += 1
             watch.observe(loss, index + 1)
+            if step_checkpoints.due(index + 1, steps):
+                save_checkpoint(checkpoint, {**state, **epoch_tallies(index + 1, loss_sum, tally)}, model,
+                                optimizer, method)
+        position = 0
+        if parallel is not None:
+            loss_sum = parallel.reduce_epoch(loss_sum, tally)
         watch.check_epoch_end(model)
         state["train_s"] += time.time() - start
         start = time.time()
@@ -177,6 +195,8 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
             on_epoch(row)
     result = final_result(spec, grid, model, method, context, loader, task, state, device, wall_start)
     weights = model.state_dict()
+    if not distributed.is_writer():  # another rank of a data-parallel run: rank 0 writes the records
+        return result
     atomic_write_with(directory.final_path, lambda tmp: torch.save(weights, tmp))
     directory.write_result(result)
     directory.mark_done()
