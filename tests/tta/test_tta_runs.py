@@ -1,6 +1,7 @@
 """The TTA run kind: its identity, its place in a grid, and (slow) a tiny stream end to end through the
 grid's own launcher, from an FP run through an LSQ run to every TTA method and the CoTTA-layout table."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from analysis.tta_table import collect_tta, tta_tables
+from benchmarks import run_matrix
 from benchmarks.data.streams import StreamSpec
 from benchmarks.matrix.expand import expand
 from benchmarks.matrix.grids import load_grid, parse_grid
@@ -52,7 +54,8 @@ def test_the_tta_grid_chains_fp_quantized_and_tta_runs():
     assert {s.parent().run_id for s in tta} == {s.run_id for s in lsq}
     assert all(s.stream.severity == 5 and s.stream.size == 500 for s in tta)
     full = expand(load_grid("tta"), "full")
-    assert {s.stream.source for s in full if isinstance(s, TtaSpec)} == {"synthetic", "cifar10-c", "cifar100-c"}
+    sources = {s.stream.source for s in full if isinstance(s, TtaSpec)}
+    assert sources == {"synthetic", "cifar10-c", "cifar100-c"}
 
 
 def test_a_bad_tta_section_fails_in_one_line():
@@ -67,13 +70,14 @@ def test_a_bad_tta_section_fails_in_one_line():
         expand(parse_grid(grid), "quick")
 
 
-def test_dry_run_lists_the_tta_runs(tmp_path):
-    out = subprocess.run([sys.executable, "benchmarks/run_matrix.py", "--grid", "tta", "--profile", "quick",
-                          "--dry-run", "--output", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.count("not_launched") == 19
-    for method in ("source", "bn", "tent", "cotta", "ttaq"):
-        assert f" {method} " in out.stdout
+def test_dry_run_lists_the_tta_runs(tmp_path, capsys):
+    args = ["--grid", "tta", "--profile", "quick", "--dry-run", "--output", str(tmp_path)]
+    assert run_matrix.main(args) == 0
+    out = capsys.readouterr().out
+    listed = [line.split() for line in out.splitlines() if re.match(r"^[0-9a-f]{16}  ", line)]
+    assert len(listed) == 19 and all(row[1] == "not_launched" for row in listed)
+    assert sorted(row[2] for row in listed if row[3] == "W4/A4") == ["bn", "cotta", "lsq", "source", "tent",
+                                                                     "ttaq"]
 
 
 TINY_GRID = """
@@ -102,8 +106,8 @@ def test_tiny_stream_end_to_end(tmp_path):
     grid = tmp_path / "tta-tiny.yaml"
     grid.write_text(TINY_GRID)
     output = tmp_path / "out"
-    run = subprocess.run([sys.executable, "benchmarks/run_matrix.py", "--grid", str(grid), "--profile", "quick",
-                          "--launcher", "debug", "--output", str(output), "--no-sync"],
+    run = subprocess.run([sys.executable, "benchmarks/run_matrix.py", "--grid", str(grid), "--profile",
+                          "quick", "--launcher", "debug", "--output", str(output), "--no-sync"],
                          cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     rows = collect_tta(output)
