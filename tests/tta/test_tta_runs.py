@@ -1,6 +1,7 @@
 """The TTA run kind: its identity, its place in a grid, and (slow) a tiny stream end to end through the
 grid's own launcher, from an FP run through an LSQ run to every TTA method and the CoTTA-layout table."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -86,18 +87,18 @@ methods: [fp, lsq]
 bits: ["4/4"]
 seeds: [0]
 tasks:
-  - {dataset: syndigits-synth, archs: [dann_digits], recipe: r}
+  - {dataset: syndigits-synth, archs: [dann_digits], recipe: r, test_subsample: 100}
 recipes:
   r:
     quick:
-      fp: {epochs: 1, batch_size: 64, lr: 0.05, schedule: cosine, steps_per_epoch: 40}
-      qat: {epochs: 1, batch_size: 64, lr: 0.01, schedule: cosine, steps_per_epoch: 10}
+      fp: {epochs: 1, batch_size: 32, lr: 0.05, schedule: cosine, steps_per_epoch: 15}
+      qat: {epochs: 1, batch_size: 32, lr: 0.01, schedule: cosine, steps_per_epoch: 5}
 tta:
   methods: [source, bn, tent, cotta, ttaq]
   parents: [lsq]
   hparams: {cotta: {augmentations: 2}}
   streams:
-    quick: {corruptions: [gaussian_noise, fog, jpeg_compression], size: 40, batch_size: 20}
+    quick: {corruptions: [gaussian_noise, fog, jpeg_compression], size: 30, batch_size: 15}
 """
 
 
@@ -108,7 +109,7 @@ def test_tiny_stream_end_to_end(tmp_path):
     output = tmp_path / "out"
     run = subprocess.run([sys.executable, "benchmarks/run_matrix.py", "--grid", str(grid), "--profile",
                           "quick", "--launcher", "debug", "--output", str(output), "--no-sync"],
-                         cwd=REPO, capture_output=True, text=True)
+                         cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     rows = collect_tta(output)
     assert sorted(r["tta"] for r in rows) == ["bn", "cotta", "source", "tent", "ttaq"]
