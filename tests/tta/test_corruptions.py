@@ -8,8 +8,9 @@ from benchmarks.data.corruptions.filters import hsv_to_rgb, rgb_to_hsv
 # Corruptions whose published 32x32 constants do not grow the pixel distance with severity: glass blur's
 # severity 4 blurs less than 3 (sigma .25 vs .4); elastic's affine jitter shrinks as its displacement grows;
 # frost's image weight and frost weight trade places; spatter turns from water to mud at 4; saturate first
-# desaturates (x0.3, x0.1) then over-saturates (x1.5 ...). Each must still change the image at every severity.
-NOT_MONOTONE = {"glass_blur", "elastic_transform", "frost", "spatter", "saturate"}
+# desaturates (x0.3, x0.1) then over-saturates (x1.5 ...); motion blur's severity 4 only lengthens a streak
+# whose Gaussian weights (sigma 2, as at 3) are already near zero there. Each must still change the image.
+NOT_MONOTONE = {"glass_blur", "elastic_transform", "frost", "spatter", "saturate", "motion_blur"}
 
 
 def test_the_stream_order_is_cottas():
