@@ -45,7 +45,7 @@ def collect_tta(runs: Path) -> list[dict[str, Any]]:
             "task": task_label(spec["task"]["dataset"], spec["task"].get("target")),
             "arch": spec["arch"], "quant": spec.get("quant_method"),
             "bits": bits_label(spec["w_bits"], spec["a_bits"]),
-            "tta": spec["method"], "seed": spec["seed"],
+            "tta": spec["method"], "seed": spec["seed"], "hparams": dict(spec.get("hparams") or {}),
             "stream": f"{stream.get('source')} severity {stream.get('severity')}, "
                       f"{tta.get('images', [0])[0]} images per corruption, batch {stream.get('batch_size')}",
             "corruptions": tuple(tta["corruptions"]), "error": list(tta["error"]), "mean": tta["mean_error"],
@@ -64,11 +64,17 @@ def tta_tables(rows: list[dict[str, Any]]) -> list[tuple[str, pd.DataFrame]]:
     for (task, arch, stream, corruptions), members in sorted(groups.items(), key=lambda kv: kv[0][:3]):
         members.sort(key=lambda r: (r["quant"], bits_sort_key(r["bits"]), _tta_rank(r["tta"]), r["seed"]))
         frame = pd.DataFrame([
-            {"parent": r["quant"], "bits": r["bits"], "method": TTA_DISPLAY.get(r["tta"], r["tta"]),
+            {"parent": r["quant"], "bits": r["bits"], "method": method_label(r["tta"], r["hparams"]),
              "seed": r["seed"], **{SHORT.get(c, c): e for c, e in zip(corruptions, r["error"])},
              "mean": r["mean"], "time_s": r["adapt_s"]} for r in members])
         tables.append((f"{task}, {arch}: online error (%), {stream}", frame))
     return tables
+
+
+def method_label(method: str, hparams: dict[str, Any]) -> str:
+    """The display name, with the grid's non-default hyper-parameters when a run sets any."""
+    name = TTA_DISPLAY.get(method, method)
+    return f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(hparams.items()))})" if hparams else name
 
 
 def _tta_rank(method: str) -> tuple[int, str]:
