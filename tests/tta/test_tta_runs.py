@@ -119,7 +119,7 @@ def test_tiny_stream_end_to_end(tmp_path):
         assert row["mean"] == pytest.approx(sum(row["error"]) / 3)
     (title, frame), = tta_tables(rows)
     assert list(frame.columns[4:8]) == ["gaussian", "fog", "jpeg", "mean"]
-    assert list(frame["method"]) == ["Source", "BN-adapt", "TENT", "CoTTA", "TTAQ-recon"]
+    assert list(frame["method"]) == ["Source", "BN-adapt", "TENT", "CoTTA (augmentations=2)", "TTAQ-recon"]
     status = subprocess.run([sys.executable, "benchmarks/run_matrix.py", "--grid", str(grid), "--profile",
                              "quick", "--status", "--output", str(output)], cwd=REPO, capture_output=True,
                             text=True)
