@@ -150,6 +150,8 @@ def collect_runs(path: str | Path) -> tuple[pd.DataFrame, CoverageInfo]:
             log.warning("ignored: %s", problem)
             info.unreadable.append(str(run_dir.path))
             continue
+        if ((_read_json(run_dir.spec_path) or {}).get("spec") or {}).get("kind") == "tta":
+            continue  # test-time adaptation runs score a stream, not a test set: analysis/tta_table.py
         row = run_dir_row(run_dir)
         if row is None:
             info.unreadable.append(str(run_dir.path))

@@ -10,7 +10,7 @@ from typing import Any
 import submitit
 
 from benchmarks.run.rundir import RunClaimed
-from benchmarks.run.spec import RunSpec
+from benchmarks.run.tta_spec import spec_from_dict
 
 # The local pool names each worker's GPU here; the job applies it before torch touches CUDA. Not
 # CUDA_VISIBLE_DEVICES itself: submitit copies the launcher's environment, and the launcher keeps its own.
@@ -39,7 +39,7 @@ class RunJob(submitit.helpers.Checkpointable):
 
         stop_on_sigterm()
         use_assigned_gpu()
-        spec = RunSpec.from_dict(spec_dict)
+        spec = spec_from_dict(spec_dict)  # a training (FP/QAT) or a TTA run
         told = False
         while True:
             try:

@@ -16,6 +16,7 @@ from typing import Any
 from benchmarks.data.longtail import long_tail_counts
 from benchmarks.data.registry import get_spec, parse_name
 from benchmarks.run.spec import RunSpec
+from benchmarks.run.tta_spec import TtaSpec
 
 # Training-split sizes of the datasets as distributed (before our validation split).
 NOMINAL_TRAIN_IMAGES = {
@@ -78,8 +79,10 @@ def step_ratio(spec: RunSpec) -> float:
     return ratios.get(spec.method, max(ratios.values()))  # a method not measured yet: the costliest one
 
 
-def gpu_hours(spec: RunSpec) -> float:
+def gpu_hours(spec: RunSpec | TtaSpec) -> float:
     """Estimated GPU-hours of one run (its FP parent counted separately)."""
+    if isinstance(spec, TtaSpec):
+        return tta_gpu_hours(spec)
     images = train_images(spec.task.dataset, spec.task.val_fraction)
     steps = images // spec.recipe.batch_size
     if spec.recipe.steps_per_epoch:
@@ -88,3 +91,18 @@ def gpu_hours(spec: RunSpec) -> float:
     if spec.task.protocol == "dann":
         per_s /= 2  # a target batch per source batch
     return spec.recipe.epochs * steps * spec.recipe.batch_size / per_s * EVAL_OVERHEAD / 3600
+
+
+RELEASED_STREAM_IMAGES = {"cifar10-c": 10000, "cifar100-c": 10000, "imagenet-c": 50000}
+NOMINAL_TEST_IMAGES = 10000
+
+
+def tta_gpu_hours(spec: TtaSpec) -> float:
+    """A TTA run streams each corruption's images once, with the method's forward-pass cost per image (a
+    backward pass counts as two forwards)."""
+    from methods.tta.base import tta_class
+
+    stream = spec.stream
+    per = stream.size or RELEASED_STREAM_IMAGES.get(stream.source, NOMINAL_TEST_IMAGES)
+    images = per * len(stream.corruptions) * tta_class(spec.method).forward_passes
+    return images / ASSUMED_IMAGES_PER_S.get(spec.arch, 5000) / 3600

@@ -13,8 +13,10 @@ from typing import Any, Callable, Iterable
 
 from benchmarks.cli.args import parse_bits
 from benchmarks.matrix.grids import Grid, GridError
+from benchmarks.matrix.tta import tta_specs, validate_tta_spec
 from benchmarks.run.rundir import RunDir, RunState
 from benchmarks.run.spec import RunSpec
+from benchmarks.run.tta_spec import TtaSpec
 from benchmarks.run.validate import validate_spec
 from benchmarks.tuning.frozen import apply_tuned
 
@@ -33,7 +35,7 @@ class Filters:
 
 
 def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
-           tuned: TunedLookup | None = None, provenance: dict[str, dict] | None = None) -> list[RunSpec]:
+           tuned: TunedLookup | None = None, provenance: dict[str, dict] | None = None) -> list[Any]:
     """All runs of the grid after filtering: FP runs first (each QAT run's parent included), then QAT runs.
 
     ``tuned(method, task_label, arch, w, a)`` may return frozen hyper-parameters (``--hparams tuned``); they
@@ -45,7 +47,10 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
     methods = [m for m in grid.methods if filters.methods is None or m in filters.methods]
     fp_runs: dict[str, RunSpec] = {}
     qat_runs: list[RunSpec] = []
+    tta_runs: list[TtaSpec] = []
     for gtask in grid.tasks:
+        if gtask.profiles is not None and profile not in gtask.profiles:
+            continue
         names = {gtask.task.dataset, gtask.task.label}
         if filters.datasets is not None and not names & set(filters.datasets):
             continue
@@ -79,10 +84,13 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                         parent = spec.parent()
                         fp_runs.setdefault(parent.run_id, parent)
                         qat_runs.append(spec)
-    specs = list(fp_runs.values()) + qat_runs
+                        tta_runs += tta_specs(grid, gtask, spec, profile)
+    specs: list[Any] = list(fp_runs.values()) + qat_runs
     for spec in specs:
         validate_spec(spec)
-    return specs
+    for tta in tta_runs:
+        validate_tta_spec(tta)
+    return specs + tta_runs
 
 
 def _check_filters(grid: Grid, filters: Filters) -> None:

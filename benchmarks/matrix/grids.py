@@ -17,8 +17,11 @@ PROFILES = ("full", "quick")
 DEFAULT_LAYER_POLICY: dict[str, str] = {"first": "8bit", "last": "8bit"}
 PAPER_POLICY = "paper"
 GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
-             "arch_options"}
-TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample"}
+             "arch_options", "tta"}
+# ``profiles``: the profiles a task belongs to (all when absent); ``stream``: its TTA stream's own keys
+TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample", "profiles",
+             "stream"}
+TTA_KEYS = {"methods", "parents", "hparams", "streams"}
 
 
 class GridError(ValueError):
@@ -30,6 +33,8 @@ class GridTask:
     task: TaskSpec
     archs: tuple[str, ...]
     recipe: str
+    profiles: tuple[str, ...] | None = None  # None: every profile
+    stream: dict[str, Any] = field(default_factory=dict)  # TTA grids: this task's stream keys
 
 
 @dataclass
@@ -47,6 +52,17 @@ class Grid:
     layer_policy: dict[str, str] | None = None
     arch_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
+    tta: "TtaGrid | None" = None  # test-time adaptation runs on the grid's quantized runs
+
+
+@dataclass(frozen=True)
+class TtaGrid:
+    """TTA methods × the grid's quantized runs of the ``parents`` methods, on a stream per profile."""
+
+    methods: tuple[str, ...]
+    parents: tuple[str, ...]
+    streams: dict[str, dict[str, Any]]  # profile -> StreamSpec keys
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def available_grids() -> list[str]:
@@ -98,7 +114,23 @@ def parse_grid(data: Any, path: Path | None = None) -> Grid:
                 tasks=tasks, recipes=recipes, hparams=dict(data.get("hparams") or {}),
                 layer_policy=_parse_layer_policy(data.get("layer_policy", DEFAULT_LAYER_POLICY), where),
                 arch_options=dict(data.get("arch_options") or {}),
-                path=path)
+                path=path, tta=_parse_tta(data.get("tta"), where))
+
+
+def _parse_tta(value: Any, where: str) -> TtaGrid | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not {"methods", "parents", "streams"} <= set(value) \
+            or not set(value) <= TTA_KEYS:
+        raise GridError(f"malformed {where}: 'tta' needs the keys methods, parents, streams (and optionally "
+                        f"hparams); got {sorted(value) if isinstance(value, dict) else value!r}")
+    streams = value["streams"]
+    if not isinstance(streams, dict) or not set(streams) <= set(PROFILES):
+        raise GridError(f"malformed {where}: tta streams must map profiles ({', '.join(PROFILES)}) "
+                        "to stream keys")
+    return TtaGrid(methods=tuple(value["methods"]), parents=tuple(value["parents"]),
+                   streams={k: dict(v or {}) for k, v in streams.items()},
+                   hparams=dict(value.get("hparams") or {}))
 
 
 def _parse_layer_policy(value: Any, where: str) -> dict[str, str] | None:
@@ -140,4 +172,9 @@ def _parse_task(entry: Any, recipes: dict) -> GridTask:
     archs = entry.get("archs")
     if not isinstance(archs, list) or not archs:
         raise ValueError(f"task {entry['dataset']!r} needs a non-empty 'archs' list")
-    return GridTask(task, tuple(archs), entry["recipe"])
+    profiles = entry.get("profiles")
+    if profiles is not None and (not isinstance(profiles, list) or not set(profiles) <= set(PROFILES)):
+        raise ValueError(f"task {entry['dataset']!r} profiles {profiles!r}; "
+                         f"valid: a list of {', '.join(PROFILES)}")
+    return GridTask(task, tuple(archs), entry["recipe"], tuple(profiles) if profiles else None,
+                    dict(entry.get("stream") or {}))

@@ -30,13 +30,14 @@ from benchmarks.run.spec import SCHEMA_VERSION, RunSpec
 from benchmarks.run.step_checkpoints import StepCheckpoints, epoch_tallies, resume_position
 from benchmarks.run.termination import Terminated, raise_if_terminated
 from benchmarks.run.trainer_parts import make_loss_fn, make_optimizer, pick_device
+from benchmarks.run.tta_spec import TtaSpec
 from benchmarks.run.validate import layer_policy_of
 from methods import calibrate, prepare
 
 Log = Callable[[str], None]
 
 
-def run(spec: RunSpec, output: Path, *, grid: str | None = None, data_root: str | None = None,
+def run(spec: RunSpec | TtaSpec, output: Path, *, grid: str | None = None, data_root: str | None = None,
         device: str = "auto", channels_last: bool = True, max_epochs: int | None = None,
         log: Log = print, on_epoch: Callable[[dict[str, Any]], None] | None = None,
         eval_test: bool = True, provenance: dict[str, Any] | None = None) -> ResultRecord | None:
@@ -52,6 +53,11 @@ def run(spec: RunSpec, output: Path, *, grid: str | None = None, data_root: str 
     The run is claimed first (``RunDir.claim``): when another live process is training it, RunClaimed is
     raised and nothing of the run is touched, so concurrent launchers and requeued jobs never train it twice.
     """
+    if isinstance(spec, TtaSpec):  # test-time adaptation of a finished quantized run: its own runner
+        from benchmarks.run.tta_runner import run_tta
+
+        return run_tta(spec, output, grid=grid, data_root=data_root, device=device, log=log,
+                       provenance=provenance)
     directory = RunDir.of(output, spec.run_id)
     if directory.is_done():
         return directory.read_result()
@@ -86,7 +92,7 @@ def _logging_to(directory: RunDir, log: Log) -> Log:
     return both
 
 
-def _write_spec(directory: RunDir, spec: RunSpec, grid: str | None,
+def _write_spec(directory: RunDir, spec: RunSpec | TtaSpec, grid: str | None,
                 provenance: dict[str, Any] | None) -> None:
     existing = directory.read_spec()
     if existing is not None:
