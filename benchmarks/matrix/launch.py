@@ -59,7 +59,7 @@ def launch_runs(specs: list[RunSpec], launcher: str, options: GridLaunch) -> Lau
                 continue
             depends_on = parent.run_id
         requests.append(JobRequest(spec.run_id, job, _job_args(spec, options), depends_on,
-                                   spec.recipe.processes, spec.recipe.nodes))
+                                   spec.processes, spec.nodes))
     if launcher == "slurm":
         fp = sum(by_id[r.key].method == "fp" for r in requests)
         options.log(f"submitting {len(requests)} runs to SLURM ({fp} FP, {len(requests) - fp} QAT); "

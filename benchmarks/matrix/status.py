@@ -81,7 +81,7 @@ def print_runs(specs: list[RunSpec], output: Path, show_all: bool, echo: Echo = 
         for spec in specs:
             echo(f"{spec.run_id:16}  {statuses[spec.run_id][0]:12}  {spec.method:8}  "
                  f"{bits_label(spec.w_bits, spec.a_bits, spec.method):6}  {spec.task.label:30}  "
-                 f"{spec.arch:18}  {spec.seed:4}  {spec.recipe.processes}")
+                 f"{spec.arch:18}  {spec.seed:4}  {spec.processes}")
     counts = Counter(status for status, _ in statuses.values())
     echo("runs by state: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
          + f" (total {len(specs)})")
@@ -92,10 +92,10 @@ def print_runs(specs: list[RunSpec], output: Path, show_all: bool, echo: Echo = 
                 echo(f"  {status} {spec.run_id}: {reason}")
     remaining = [s for s in specs if statuses[s.run_id][0] != RunState.DONE.value]
     hours = sum(gpu_hours(s) for s in remaining)
-    wide = [s for s in remaining if s.recipe.processes > 1]
+    wide = [s for s in remaining if s.processes > 1]
     if wide:  # data-parallel runs: the same GPU-hours, spread over their GPUs (linear scaling assumed)
-        wall = sum(gpu_hours(s) / s.recipe.processes for s in wide)
-        echo(f"{len(wide)} runs are data-parallel ({sum(s.recipe.processes for s in wide)} GPUs in all): "
+        wall = sum(gpu_hours(s) / s.processes for s in wide)
+        echo(f"{len(wide)} runs are data-parallel ({sum(s.processes for s in wide)} GPUs in all): "
              f"{wall:.1f} hours one after another on their own GPUs, if scaling is linear")
     echo(f"estimated GPU-hours for the {len(remaining)} runs not done: {hours:.1f} (assumed FP fp32 "
          f"images/s per arch: {ASSUMED_IMAGES_PER_S}; {source_line()}; measured at ResNet-20 size, an upper "

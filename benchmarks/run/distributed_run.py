@@ -28,6 +28,7 @@ from benchmarks.run.result import ResultRecord
 from benchmarks.run.rundir import RunDir
 from benchmarks.run.spec import RunSpec
 from benchmarks.run.trainer_parts import pick_device
+from benchmarks.run.tta_spec import TtaSpec
 
 TORCHRUN_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -42,11 +43,15 @@ class FollowerRunDir(RunDir):
     write_heartbeat = append_log = mark_done = _skip
 
 
-def run_scaled(spec: RunSpec, output: Path, *, device: str = "auto", **kwargs: Any) -> ResultRecord | None:
+def run_scaled(spec: RunSpec | TtaSpec, output: Path, *, device: str = "auto",
+               **kwargs: Any) -> ResultRecord | None:
     """Train ``spec`` on ``spec.recipe.processes`` processes (see the module docstring); ``kwargs`` go to
-    ``trainer.run``. Returns the run's result (None when stopped early by ``max_epochs``)."""
+    ``trainer.run``. Returns the run's result (None when stopped early by ``max_epochs``). A test-time
+    adaptation run always runs in one process."""
     from benchmarks.run.trainer import run
 
+    if isinstance(spec, TtaSpec):
+        return run(spec, output, device=device, **kwargs)
     processes = spec.recipe.processes
     if processes == 1:
         return run(spec, output, device=device, **kwargs)

@@ -173,6 +173,15 @@ class RunSpec:
             arch_options=dict(data.get("arch_options") or {}),
         )
 
+    @property
+    def processes(self) -> int:
+        """Processes (GPUs) the run trains on: more than one is data-parallel."""
+        return self.recipe.processes
+
+    @property
+    def nodes(self) -> int:
+        return self.recipe.nodes
+
     def with_(self, **changes: Any) -> "RunSpec":
         return replace(self, **changes)
 

@@ -52,6 +52,15 @@ class TtaSpec:
         return self.parent_spec.a_bits
 
     @property
+    def processes(self) -> int:
+        """Test-time adaptation is online, one batch after another: always one process."""
+        return 1
+
+    @property
+    def nodes(self) -> int:
+        return 1
+
+    @property
     def seed(self) -> int:
         return self.parent_spec.seed
 
