@@ -6,7 +6,8 @@ What the authors' code (``saqibjaved1/QT-DoG``) does, and what this file does (`
   default; any ``w_bits``), step init s_c = 2·mean|w_c|/√Q_P, step-gradient scale 1/√(Q_P·numel(W)) (the whole
   tensor's numel even per channel, as their code). The kernel is LSQ's (``methods/lsq.py``).
 * Activations untouched; only ``Conv2d`` layers are quantized, every ``Linear`` stays full precision. The stem
-  conv is quantized too (their ``excepts`` never matches, see the docs); ``layer_policy first=fp`` keeps it FP.
+  conv is quantized too (their ``excepts`` never matches, see the docs); ``layer_policy first=fp`` keeps it
+  FP.
 * Quantization switches on at ``onset_step`` (steps of this run): until then the network trains in full
   precision; at onset each step size is initialised from the current weights.
 * ``rebuild_optimizer=True`` (default, the paper's intent): at onset the optimizer starts afresh (its state

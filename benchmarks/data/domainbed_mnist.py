@@ -89,8 +89,8 @@ def _bernoulli(p: float, n: int, generator: torch.Generator) -> torch.Tensor:
 
 def colour(images: torch.Tensor, digits: torch.Tensor, flip: float, generator: torch.Generator,
            subsample: bool = False) -> ImageTensors:
-    """DomainBed's ``color_dataset``: noisy binary label, colour = label XOR Bernoulli(flip), the digit kept in
-    channel ``colour`` only. The two Bernoulli draws come from ``generator`` in DomainBed's order."""
+    """DomainBed's ``color_dataset``: noisy binary label, colour = label XOR Bernoulli(flip), the digit
+    kept in channel ``colour`` only. The two Bernoulli draws come from ``generator`` in DomainBed's order."""
     if subsample:
         images = images[:, ::2, ::2]
     labels = (digits < 5).long() ^ _bernoulli(LABEL_NOISE, len(digits), generator)

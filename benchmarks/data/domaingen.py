@@ -1,10 +1,10 @@
 """Domain-generalization suites and their leave-domain-out tasks (DomainBed's protocol).
 
-A *suite* is a family of domains registered in the data registry as ``<suite>/<domain>`` (``rotated-mnist/15``,
-``colored-mnist/-90%``, ``pacs/sketch``). Each domain's loader returns its DomainBed ``in`` split as ``train``
-and its ``out`` split (20 %) as ``test``. A task names the suite and the held-out test domain(s):
-``TaskSpec(dataset="rotated-mnist", target="15")``; two held-out domains (``target="15,30"``) are the extra runs
-of leave-one-domain-out validation.
+A *suite* is a family of domains registered in the data registry as ``<suite>/<domain>``
+(``rotated-mnist/15``, ``colored-mnist/-90%``, ``pacs/S``). Each domain's loader returns its DomainBed ``in``
+split as ``train`` and its ``out`` split (20 %) as ``test``. A task names the suite and the held-out test domain(s):
+``TaskSpec(dataset="rotated-mnist", target="15")``; two held-out domains (``target="15,30"``) are the extra
+runs of leave-one-domain-out validation.
 
 What a run sees (``TaskData``):
 
@@ -62,7 +62,8 @@ def is_suite(name: str) -> bool:
 
 def get_suite(name: str) -> Suite:
     if name not in _SUITES:
-        raise ValueError(f"unknown domain-generalization suite '{name}'; valid: {', '.join(available_suites())}")
+        valid = ", ".join(available_suites())
+        raise ValueError(f"unknown domain-generalization suite '{name}'; valid: {valid}")
     return _SUITES[name]
 
 
@@ -74,18 +75,19 @@ def held_out_domains(suite: Suite, target: str | None) -> list[str]:
     held = [t.strip() for t in target.split(",")]
     for t in held:
         if t not in suite.domains:
-            raise ValueError(f"unknown domain '{t}' of suite '{suite.name}'; valid: {', '.join(suite.domains)}")
+            valid = ", ".join(suite.domains)
+            raise ValueError(f"unknown domain '{t}' of suite '{suite.name}'; valid: {valid}")
     if len(set(held)) != len(held) or len(held) >= len(suite.domains):
-        raise ValueError(f"invalid held-out domains {target!r} for '{suite.name}': distinct, and at least one "
-                         "training domain left")
+        raise ValueError(f"invalid held-out domains {target!r} for '{suite.name}': distinct, and at least "
+                         "one training domain left")
     return held
 
 
 def build_domaingen_task(suite_name: str, target: str | None, *, root: str | os.PathLike | None = None,
                          seed: int = 0, trial: int | None = None, eval_train_in: bool = False,
                          download: bool = False) -> TaskData:
-    """The leave-``target``-out task of a suite (see the module docstring). ``trial`` (default: ``seed``) fixes
-    the domains and their in/out splits; ``seed`` is the run seed."""
+    """The leave-``target``-out task of a suite (see the module docstring). ``trial`` (default: ``seed``)
+    fixes the domains and their in/out splits; ``seed`` is the run seed."""
     suite = get_suite(suite_name)
     held = held_out_domains(suite, target)
     trial = seed if trial is None else trial
@@ -119,7 +121,10 @@ def build_domaingen_task(suite_name: str, target: str | None, *, root: str | os.
 ROTATED_DOMAINS = ("0", "15", "30", "45", "60", "75")
 COLORED_DOMAINS = ("+90%", "+80%", "-90%")
 for _suffix, _shuffle in (("", False), ("-runshuffle", True)):
-    register_suite(Suite(f"rotated-mnist{_suffix}", "rotated-mnist", ROTATED_DOMAINS, per_run_shuffle=_shuffle))
-    register_suite(Suite(f"colored-mnist{_suffix}", "colored-mnist", COLORED_DOMAINS, per_run_shuffle=_shuffle))
+    register_suite(Suite(f"rotated-mnist{_suffix}", "rotated-mnist", ROTATED_DOMAINS,
+                         per_run_shuffle=_shuffle))
+    register_suite(Suite(f"colored-mnist{_suffix}", "colored-mnist", COLORED_DOMAINS,
+                         per_run_shuffle=_shuffle))
 # DomainBed's HEAD rotates with BILINEAR; the published table was made with BICUBIC (the default suite).
-register_suite(Suite("rotated-mnist-bilinear", "rotated-mnist", ROTATED_DOMAINS, (("interpolation", "bilinear"),)))
+register_suite(Suite("rotated-mnist-bilinear", "rotated-mnist", ROTATED_DOMAINS,
+                     (("interpolation", "bilinear"),)))

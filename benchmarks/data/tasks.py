@@ -129,7 +129,8 @@ def build_task(dataset: str, target: str | None = None, *, root: str | os.PathLi
     """One dataset (``target=None``) or a source -> target pair. Extra keyword arguments (``protocol``,
     ``split_seed``, ``download``, ``verify_md5``, ``augment``, ``options``) go to
     :func:`build_multi_source_task`. A domain-generalization suite (``rotated-mnist``, ...) with a held-out
-    ``target`` is its leave-domain-out task (``benchmarks/data/domaingen.py``; ``trial`` fixes its domains)."""
+    ``target`` is its leave-domain-out task (``benchmarks/data/domaingen.py``; ``trial`` fixes its
+    domains)."""
     from benchmarks.data.domaingen import build_domaingen_task, is_suite
 
     trial = kwargs.pop("trial", None)

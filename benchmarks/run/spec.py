@@ -31,8 +31,8 @@ class TaskSpec:
     # Evaluate on a fixed, class-stratified subset of at most this many images per test domain (the same for
     # every run); None uses the whole test split. For quick CPU looks only: papers report full test sets.
     test_subsample: int | None = None
-    # Domain-generalization suites: the trial whose seed builds the domains and their splits; None uses the run
-    # seed. Set for ensemble members (several run seeds, one trial). Left out of the identity while None.
+    # Domain-generalization suites: the trial whose seed builds the domains and their splits; None uses the
+    # run seed. Set for ensemble members (several run seeds, one trial). Left out of the identity while None.
     trial: int | None = None
 
     def __post_init__(self) -> None:

@@ -1,4 +1,5 @@
-"""QT-DoG (methods/qtdog.py): weight-only per-channel LSQ switched on at an onset step, on DomainBed's MNIST_CNN."""
+"""QT-DoG (methods/qtdog.py): weight-only per-channel LSQ switched on at an onset step, on DomainBed's
+MNIST_CNN."""
 from __future__ import annotations
 
 import pytest
@@ -27,7 +28,8 @@ def _setup(onset: int, rebuild: bool = True, bits: int = BITS, policy: LayerPoli
 
 
 def _step(net, method, optimizer, x, y):
-    return method.training_step(net, optimizer, [DomainBatch(x, y, 0)], lambda p: F.cross_entropy(net(p.x), p.y))
+    return method.training_step(net, optimizer, [DomainBatch(x, y, 0)],
+                                lambda p: F.cross_entropy(net(p.x), p.y))
 
 
 def _levels_per_channel(layer: QuantConv2d) -> int:
