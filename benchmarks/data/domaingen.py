@@ -2,7 +2,8 @@
 
 A *suite* is a family of domains registered in the data registry as ``<suite>/<domain>``
 (``rotated-mnist/15``, ``colored-mnist/-90%``, ``pacs/S``). Each domain's loader returns its DomainBed
-``in`` split as ``train`` and its ``out`` split (20 %) as ``test``. A task names the suite and the held-out test domain(s):
+``in`` split as ``train`` and its ``out`` split (20 %) as ``test``. A task names the suite and the held-out
+test domain(s):
 ``TaskSpec(dataset="rotated-mnist", target="15")``; two held-out domains (``target="15,30"``) are the extra
 runs of leave-one-domain-out validation.
 
