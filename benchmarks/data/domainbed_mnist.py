@@ -64,7 +64,13 @@ def split_in_out(data: ImageTensors, trial_seed: int, domain_index: int,
     return data.subset(order[n_out:]), data.subset(order[:n_out])
 
 
-def _pooled_mnist(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def deal(n: int, num_domains: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """The pooled indices of each domain: one ``randperm(n)`` from ``generator``, then every E-th image."""
+    order = torch.randperm(n, generator=generator)
+    return [order[i::num_domains] for i in range(num_domains)]
+
+
+def pooled_mnist(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     from benchmarks.data.real import load_mnist
 
     mnist = load_mnist(root)
@@ -104,14 +110,12 @@ def build_domains(kind: str, root: Path, seed: int, trial_seed: int, interpolati
                   subsample: bool = False) -> list[DomainData]:
     """All domains of ``kind`` (``rotated`` | ``colored``): the 70,000 images shuffled with ``seed``, dealt
     round-robin, transformed, and split in/out with ``trial_seed``."""
-    images, digits = _pooled_mnist(root)
+    images, digits = pooled_mnist(root)
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(images), generator=generator)
-    images, digits = images[order], digits[order]
     names = [str(a) for a in ROTATED_ANGLES] if kind == "rotated" else list(COLOUR_FLIP)
     domains = []
-    for i, name in enumerate(names):
-        part, part_digits = images[i::len(names)], digits[i::len(names)]
+    for i, (name, index) in enumerate(zip(names, deal(len(images), len(names), generator))):
+        part, part_digits = images[index], digits[index]
         if kind == "rotated":
             data = ImageTensors(rotate(part, float(name), interpolation).unsqueeze(1), part_digits)
         else:
