@@ -17,7 +17,7 @@ PROFILES = ("full", "quick")
 DEFAULT_LAYER_POLICY: dict[str, str] = {"first": "8bit", "last": "8bit"}
 PAPER_POLICY = "paper"
 GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
-             "arch_options"}
+             "arch_options", "method_bits"}
 TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample"}
 
 
@@ -47,6 +47,8 @@ class Grid:
     layer_policy: dict[str, str] | None = None
     arch_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
+    # Per-method W/A lists replacing ``bits`` for that method (e.g. weight-only QT-DoG at "7/32").
+    method_bits: dict[str, list[str]] = field(default_factory=dict)
 
 
 def available_grids() -> list[str]:
@@ -98,7 +100,9 @@ def parse_grid(data: Any, path: Path | None = None) -> Grid:
                 tasks=tasks, recipes=recipes, hparams=dict(data.get("hparams") or {}),
                 layer_policy=_parse_layer_policy(data.get("layer_policy", DEFAULT_LAYER_POLICY), where),
                 arch_options=dict(data.get("arch_options") or {}),
-                path=path)
+                path=path,
+                method_bits={str(m): [str(b) for b in bits]
+                             for m, bits in dict(data.get("method_bits") or {}).items()})
 
 
 def _parse_layer_policy(value: Any, where: str) -> dict[str, str] | None:
