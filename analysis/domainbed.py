@@ -13,8 +13,8 @@ one evaluation of a run whose reported number is the test domain's ``in`` accura
   other domain v; the evaluation maximising the mean over v of the (t, v) run's accuracy on v's ``in`` split.
 
 Ties go to the earliest evaluation. The table (``domainbed_table``) has a row per method and W/A, a column per
-test domain plus the average; a cell is the mean ± standard error over trials (population std / √n, DomainBed's
-``format_mean``), the Avg column the mean of the per-domain means (no error bar), as DomainBed prints them.
+test domain plus the average; a cell is the mean ± standard error over trials (population std / √n,
+DomainBed's ``format_mean``), the Avg column the mean of the per-domain means (no error bar), as DomainBed prints them.
 Ensembles (EoQ) are printed without error bars, as their paper does. Published rows come from
 ``analysis/published/domainbed.csv``.
 """
@@ -78,7 +78,8 @@ def load_dg_runs(output: str | Path) -> list[DgRun]:
         held = tuple(t.strip() for t in str(task["target"]).split(","))
         trial = task.get("trial")
         runs.append(DgRun(record["run_id"], task["dataset"], held, spec["arch"], spec["method"],
-                          int(spec["w_bits"]), int(spec["a_bits"]), int(spec["seed"] if trial is None else trial),
+                          int(spec["w_bits"]), int(spec["a_bits"]),
+                          int(spec["seed"] if trial is None else trial),
                           tuple(sorted(history, key=lambda r: r["epoch"]))))
     return runs
 
@@ -110,7 +111,8 @@ def oracle_last(run: DgRun) -> float:
 
 
 def leave_one_domain_out(run: DgRun, siblings: list[DgRun]) -> float:
-    """``run`` holds out one domain t; ``siblings`` are runs of the same cell. NaN when a pair run is missing."""
+    """``run`` holds out one domain t; ``siblings`` are runs of the same cell. NaN when a pair run is
+    missing."""
     test = run.held_out[0]
     others = {d[:-4] for d in run.history[-1]["test_acc_by_domain"] if d.endswith(":out")} - {test}
     pairs = {}
@@ -140,8 +142,10 @@ def selected_scores(runs: list[DgRun], rule: str) -> pd.DataFrame:
     for r in runs:
         if len(r.held_out) != 1:
             continue
-        score = (train_domain_validation(r) if rule == "train-val" else oracle_last(r) if rule == "oracle-last"
-                 else leave_one_domain_out(r, by_cell[r.cell]))
+        if rule == "train-val":
+            score = train_domain_validation(r)
+        else:
+            score = oracle_last(r) if rule == "oracle-last" else leave_one_domain_out(r, by_cell[r.cell])
         rows.append({"suite": r.suite, "arch": r.arch, "method": r.method, "w_bits": r.w_bits,
                      "a_bits": r.a_bits, "trial": r.trial, "test": r.held_out[0], "acc": score})
     return pd.DataFrame(rows, columns=["suite", "arch", "method", "w_bits", "a_bits", "trial", "test", "acc"])
@@ -162,7 +166,8 @@ def _cell(mean: float, error: float, n: int, ensemble: bool) -> str:
 
 
 def domainbed_table(scores: pd.DataFrame, suite: str, domains: list[str],
-                    published: pd.DataFrame | None = None, rule: str = "train-val") -> tuple[pd.DataFrame, str]:
+                    published: pd.DataFrame | None = None,
+                    rule: str = "train-val") -> tuple[pd.DataFrame, str]:
     """Rows per (method, W/A) of ``suite`` (ours, then published ones), columns ``domains`` + Avg."""
     ours = scores[scores["suite"] == suite]
     lines = []

