@@ -14,8 +14,8 @@ one evaluation of a run whose reported number is the test domain's ``in`` accura
 
 Ties go to the earliest evaluation. The table (``domainbed_table``) has a row per method and W/A, a column per
 test domain plus the average; a cell is the mean ± standard error over trials (population std / √n,
-DomainBed's ``format_mean``), the Avg column the mean of the per-domain means (no error bar), as DomainBed prints them.
-Ensembles (EoQ) are printed without error bars, as their paper does. Published rows come from
+DomainBed's ``format_mean``), the Avg column the mean of the per-domain means (no error bar), as DomainBed
+prints them. Ensembles (EoQ) are printed without error bars, as their paper does. Published rows come from
 ``analysis/published/domainbed.csv``.
 """
 from __future__ import annotations

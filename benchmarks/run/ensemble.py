@@ -90,7 +90,8 @@ def evaluate_ensemble(output: Path, name: str, members: list[RunSpec], *, data_r
     by_split = {split: accuracy(p, y) for split, (p, y) in probs.items()}
     by_domain = {split: acc for split, acc in by_split.items() if split != "val"}
     row = {"run_id": spec.run_id, "epoch": 1, "train_loss": None, "train_acc": None,
-           "val_acc": by_split["val"], "test_acc": by_domain[task.primary_test], "test_acc_by_domain": by_domain, "lr": None}
+           "val_acc": by_split["val"], "test_acc": by_domain[task.primary_test],
+           "test_acc_by_domain": by_domain, "lr": None}
     directory.write_spec({"schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "grid": grid,
                           "spec": spec.to_dict(), "provenance": {"ensemble": name, "members": len(members)}})
     directory.write_metrics([row])
