@@ -20,7 +20,9 @@ prints them. Ensembles (EoQ) are printed without error bars, as their paper does
 """
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -222,3 +224,45 @@ def render_markdown(table: pd.DataFrame, caption: str) -> str:
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body, "", caption])
+
+
+def suite_domains(runs: list[DgRun], suite: str) -> list[str]:
+    """A suite's domains in its environment order (the order of the ``:out`` keys its runs record)."""
+    for r in runs:
+        if r.suite == suite:
+            return [k[:-4] for k in r.history[-1]["test_acc_by_domain"] if k.endswith(":out")]
+    return []
+
+
+def report(output: str | Path, rules: tuple[str, ...] = tuple(DG_RULES)) -> str:
+    """Markdown: one table per suite found under ``output`` and rule, published numbers beside ours."""
+    from analysis.published import load_published
+
+    runs, published = load_dg_runs(output), load_published()
+    parts = []
+    for suite in sorted({r.suite for r in runs}):
+        for rule in rules:
+            table, caption = domainbed_table(selected_scores(runs, rule), suite, suite_domains(runs, suite),
+                                             published, rule)
+            parts.append(f"### {suite}, {rule}\n\n{render_markdown(table, caption)}\n")
+    return "\n".join(parts) if parts else f"no finished domain-generalization run under {output}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="DomainBed-style tables of the domain-generalization runs "
+                                                 "under OUTPUT (e.g. outputs/domaingen).")
+    parser.add_argument("output", help="a grid's output directory (holding runs/)")
+    parser.add_argument("--rule", action="append", default=None,
+                        help=f"selection rule, repeatable: {', '.join(DG_RULES)} (default: all three)")
+    args = parser.parse_args(argv)
+    rules = tuple(args.rule or DG_RULES)
+    bad = [r for r in rules if r not in DG_RULES]
+    if bad:
+        print(f"error: unknown selection rule {bad[0]!r}; valid: {', '.join(DG_RULES)}", file=sys.stderr)
+        return 2
+    print(report(args.output, rules))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

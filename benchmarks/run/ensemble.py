@@ -49,6 +49,17 @@ def member_specs(spec: RunSpec, size: int) -> list[RunSpec]:
     return [spec] + [spec.with_(task=pinned, seed=trial + 1000 * k) for k in range(1, size)]
 
 
+def ensemble_cells(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """Group member runs (of one member method) into ensembles: same task, trial, arch, bits, recipe and
+    hyper-parameters; members in seed order."""
+    cells: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        trial = spec.task.trial if spec.task.trial is not None else spec.seed
+        key = spec.with_(seed=-1, task=replace(spec.task, trial=trial)).run_id
+        cells.setdefault(key, []).append(spec)
+    return [sorted(members, key=lambda s: s.seed) for members in cells.values()]
+
+
 def ensemble_spec(name: str, members: list[RunSpec]) -> RunSpec:
     return members[0].with_(method=name, hparams={"members": [m.run_id for m in members]})
 
