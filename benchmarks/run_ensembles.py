@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Evaluate a grid's ensembles (EoQ: five QT-DoG runs per trial, softmax-averaged) from their finished members.
+"""Evaluate a grid's ensembles (EoQ: five QT-DoG runs per trial, softmax-averaged) from their finished
+members.
 
   python benchmarks/run_matrix.py --grid domaingen --profile quick --methods eoq   # trains the members
   python benchmarks/run_ensembles.py --grid domaingen --profile quick              # evaluates the ensembles

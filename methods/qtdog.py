@@ -18,13 +18,14 @@ What the authors' code (``saqibjaved1/QT-DoG``) does, and what this file does (`
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
 
 from methods.base import ActQuantizer, LayerPolicy, LossFn, QuantMethod, WeightQuantizer
 from methods.context import DomainBatch
+from methods.layers import QuantConv2d
 from methods.lsq import lsq_quantize, lsq_range
 from methods.registry import register
 
@@ -66,10 +67,10 @@ class ChannelLsqWeightQuantizer(WeightQuantizer):
         return f"bits={self.bits}, per_channel=True, active={bool(self.active)}"
 
 
-def quantized_convs(model: nn.Module) -> list[tuple[nn.Module, ChannelLsqWeightQuantizer]]:
+def quantized_convs(model: nn.Module) -> list[tuple[QuantConv2d, ChannelLsqWeightQuantizer]]:
     """(layer, its weight quantizer) for every layer QT-DoG quantizes."""
     return [(m, m.weight_quant) for m in model.modules()
-            if isinstance(getattr(m, "weight_quant", None), ChannelLsqWeightQuantizer)]
+            if isinstance(m, QuantConv2d) and isinstance(m.weight_quant, ChannelLsqWeightQuantizer)]
 
 
 def rebuild_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -89,8 +90,8 @@ class QTDoG(QuantMethod):
     quantizes_activations = False
     # The code quantizes every Conv2d, the stem included; the classifier is Linear and so stays FP anyway.
     default_layer_policy = LayerPolicy("same", "same")
-    defaults: dict[str, Any] = {"onset_step": 0, "rebuild_optimizer": True}
-    search_space = {"onset_step": ("int", 0, 2000)}
+    defaults: ClassVar[dict[str, Any]] = {"onset_step": 0, "rebuild_optimizer": True}
+    search_space: ClassVar[dict[str, tuple]] = {"onset_step": ("int", 0, 2000)}
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)

@@ -93,23 +93,23 @@ def evaluate_ensemble(output: Path, name: str, members: list[RunSpec], *, data_r
             return result
     first = members[0]
     task = build_task(first.task.dataset, first.task.target, root=data_root, seed=first.seed,
-                      val_fraction=first.task.val_fraction,
-                      **({"trial": first.task.trial} if first.task.trial is not None else {}))
+                      val_fraction=first.task.val_fraction, trial=first.task.trial)
     if first.task.test_subsample:  # the members were scored on the same fixed subsets
         task.tests = {n: subsample(split, first.task.test_subsample) for n, split in task.tests.items()}
     probs = member_probabilities(Path(output), members, task, torch.device(device))
     by_split = {split: accuracy(p, y) for split, (p, y) in probs.items()}
     by_domain = {split: acc for split, acc in by_split.items() if split != "val"}
+    test_acc = by_domain[task.primary_test]
     row = {"run_id": spec.run_id, "epoch": 1, "train_loss": None, "train_acc": None,
-           "val_acc": by_split["val"], "test_acc": by_domain[task.primary_test],
+           "val_acc": by_split["val"], "test_acc": test_acc,
            "test_acc_by_domain": by_domain, "lr": None}
     directory.write_spec({"schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "grid": grid,
                           "spec": spec.to_dict(), "provenance": {"ensemble": name, "members": len(members)}})
     directory.write_metrics([row])
     result = ResultRecord(
         run_id=spec.run_id, grid=grid, spec=spec.to_dict(), timings=Timings(epochs=1, steps=0),
-        metrics=Metrics(top1_last=row["test_acc"], top1_best=row["test_acc"], best_epoch=1,
-                        top1_val_selected=row["test_acc"], val_best=by_split["val"], per_domain_acc=by_domain,
+        metrics=Metrics(top1_last=test_acc, top1_best=test_acc, best_epoch=1, top1_val_selected=test_acc,
+                        val_best=by_split["val"], per_domain_acc=by_domain,
                         worst_domain_acc=min(by_domain.values())),
         resolved_hparams={"members": [m.run_id for m in members], "combine": "mean softmax"},
         task={"name": task.name, "primary_test": task.primary_test, "domains": task.domain_names,

@@ -16,6 +16,9 @@ def validate_spec(spec: RunSpec) -> None:
     """Raise a one-line ValueError naming the bad value and the valid choices."""
     if is_suite(spec.task.dataset):  # a domain-generalization suite: the target names held-out domains
         held_out_domains(get_suite(spec.task.dataset), spec.task.target)
+    elif spec.task.trial is not None:
+        raise ValueError(f"trial={spec.task.trial} applies only to domain-generalization suites, "
+                         f"not {spec.task.dataset!r}")
     else:
         dataset_info(spec.task.dataset)
         if spec.task.target is not None:
