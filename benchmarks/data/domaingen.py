@@ -11,7 +11,10 @@ What a run sees (``TaskData``):
 
 * ``sources``: every other domain, labelled, trained on its ``in`` split (per-domain batches: the trainer's
   domain parts); no target images at training time (``targets`` is empty: generalization, not adaptation);
-* ``val``: the training domains' ``out`` splits pooled;
+* ``val``: empty. DomainBed's validation data are the training domains' ``out`` splits, which are already
+  scored one by one in ``tests`` (pooling them again would evaluate every image twice); the selection rules
+  of ``analysis/domainbed.py`` read them there. The trainer's own ``val_acc`` is therefore None, and Optuna
+  tuning (which drops ``tests``) has nothing to tune on for these tasks;
 * ``tests``: ``<domain>:out`` for every domain and ``<domain>:in`` for each held-out one (``:in`` of the
   training domains too with ``eval_train_in``), so each metrics row holds what DomainBed's three selection
   rules need (``analysis/domainbed.py``);
@@ -26,9 +29,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import torch
+
 from benchmarks.data.base import DomainSplits, ImageTensors, TaskData
 from benchmarks.data.registry import dataset_info, load_domain
-from benchmarks.data.splits import concat, convert_split
+from benchmarks.data.splits import convert_split
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ def build_domaingen_task(suite_name: str, target: str | None, *, root: str | os.
              "splits": "in = 80 % (train / test), out = 20 % (validation / oracle), DomainBed split_dataset"}
     return TaskData(name=f"{suite.name} (test: {','.join(held)})", num_classes=info.num_classes,
                     channels=info.channels, size=tuple(info.size), mean=tuple(info.mean), std=tuple(info.std),
-                    sources=sources, targets=[], val=concat([s.test for s in sources]), tests=tests,
+                    sources=sources, targets=[], val=sources[0].test.subset(torch.arange(0)), tests=tests,
                     primary_test=f"{held[0]}:in", train_class_counts=counts, augment="none", notes=notes)
 
 

@@ -67,7 +67,7 @@ def ensemble_spec(name: str, members: list[RunSpec]) -> RunSpec:
 def member_probabilities(output: Path, members: list[RunSpec], task: TaskData,
                          device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Split name -> (mean softmax over members (N, classes), labels)."""
-    splits = {**task.tests, "val": task.val}
+    splits = {**task.tests, **({"val": task.val} if len(task.val) else {})}
     sums: dict[str, torch.Tensor] = {}
     labels: dict[str, torch.Tensor] = {}
     for member in members:
@@ -101,7 +101,7 @@ def evaluate_ensemble(output: Path, name: str, members: list[RunSpec], *, data_r
     by_domain = {split: acc for split, acc in by_split.items() if split != "val"}
     test_acc = by_domain[task.primary_test]
     row = {"run_id": spec.run_id, "epoch": 1, "train_loss": None, "train_acc": None,
-           "val_acc": by_split["val"], "test_acc": test_acc,
+           "val_acc": by_split.get("val"), "test_acc": test_acc,
            "test_acc_by_domain": by_domain, "lr": None}
     directory.write_spec({"schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "grid": grid,
                           "spec": spec.to_dict(), "provenance": {"ensemble": name, "members": len(members)}})
@@ -109,7 +109,7 @@ def evaluate_ensemble(output: Path, name: str, members: list[RunSpec], *, data_r
     result = ResultRecord(
         run_id=spec.run_id, grid=grid, spec=spec.to_dict(), timings=Timings(epochs=1, steps=0),
         metrics=Metrics(top1_last=test_acc, top1_best=test_acc, best_epoch=1, top1_val_selected=test_acc,
-                        val_best=by_split["val"], per_domain_acc=by_domain,
+                        val_best=by_split.get("val"), per_domain_acc=by_domain,
                         worst_domain_acc=min(by_domain.values())),
         resolved_hparams={"members": [m.run_id for m in members], "combine": "mean softmax"},
         task={"name": task.name, "primary_test": task.primary_test, "domains": task.domain_names,

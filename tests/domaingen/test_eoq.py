@@ -26,6 +26,7 @@ def _recipe() -> Recipe:
                   schedule="constant")
 
 
+@pytest.mark.slow  # six tiny runs and an ensemble: about 30 s on a free 2-core CPU
 def test_eoq_accuracy_is_the_accuracy_of_the_mean_member_softmax(tmp_path: Path):
     root, output = tmp_path / "data", tmp_path / "out"
     first = RunSpec(task=TaskSpec("colored-mnist", "-90%", test_subsample=SUBSAMPLE), arch="mnist_cnn",
