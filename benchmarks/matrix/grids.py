@@ -17,7 +17,7 @@ PROFILES = ("full", "quick")
 DEFAULT_LAYER_POLICY: dict[str, str] = {"first": "8bit", "last": "8bit"}
 PAPER_POLICY = "paper"
 GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
-             "arch_options", "tta"}
+             "arch_options", "tta", "method_bits"}
 # ``profiles``: the profiles a task belongs to (all when absent); ``stream``: its TTA stream's own keys
 TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample", "profiles",
              "stream"}
@@ -53,6 +53,8 @@ class Grid:
     arch_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
     tta: "TtaGrid | None" = None  # test-time adaptation runs on the grid's quantized runs
+    # Per-method W/A lists replacing ``bits`` for that method (e.g. weight-only QT-DoG at "7/32").
+    method_bits: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,9 @@ def parse_grid(data: Any, path: Path | None = None) -> Grid:
                 tasks=tasks, recipes=recipes, hparams=dict(data.get("hparams") or {}),
                 layer_policy=_parse_layer_policy(data.get("layer_policy", DEFAULT_LAYER_POLICY), where),
                 arch_options=dict(data.get("arch_options") or {}),
-                path=path, tta=_parse_tta(data.get("tta"), where))
+                path=path, tta=_parse_tta(data.get("tta"), where),
+                method_bits={str(m): [str(b) for b in bits]
+                              for m, bits in dict(data.get("method_bits") or {}).items()})
 
 
 def _parse_tta(value: Any, where: str) -> TtaGrid | None:

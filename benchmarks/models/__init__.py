@@ -8,7 +8,7 @@ from benchmarks.models.base import Backbone, boundary_layers, load_pretrained
 from benchmarks.models.registry import arch_options, available_archs, build_model, register_arch
 
 # importing the architecture modules registers them
-from benchmarks.models import cifar_resnet, digits, mobilenet, tv_resnet  # noqa: F401  isort: skip
+from benchmarks.models import cifar_resnet, digits, mnist_cnn, mobilenet, tv_resnet  # noqa: F401  isort: skip
 
 __all__ = [
     "Backbone",

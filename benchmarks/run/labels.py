@@ -10,10 +10,10 @@ from typing import Any
 
 # The papers' order: the FP reference, the uniform baselines, then the CDF family. Unknown (newly registered)
 # methods sort after these, alphabetically.
-METHOD_ORDER: tuple[str, ...] = ("fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt")
+METHOD_ORDER: tuple[str, ...] = ("fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt", "qtdog", "eoq")
 METHOD_DISPLAY: dict[str, str] = {
     "fp": "FP", "lsq": "LSQ", "dorefa": "DoReFa", "alignq": "AlignQ", "climbq": "ClimbQ", "emaq": "EmaQ",
-    "emaq-lt": "EmaQ-LT",
+    "emaq-lt": "EmaQ-LT", "qtdog": "QT-DoG", "eoq": "EoQ",
 }
 FULL_PRECISION_BITS = 32
 # Names that become paths (grid names, study names): no separators, no "..", nothing a shell treats specially.

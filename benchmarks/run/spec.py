@@ -17,6 +17,7 @@ SCHEMA_VERSION = 1
 PROTOCOLS = ("standard", "dann", "source_only")
 SCHEDULES = ("multistep", "cosine", "constant", "dann")
 AMP_MODES = ("none", "bf16")
+OPTIMIZERS = ("sgd", "adam")  # adam: DomainBed's protocol (lr 1e-3, no momentum/weight-decay knobs of SGD)
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,13 @@ class TaskSpec:
     # Evaluate on a fixed, class-stratified subset of at most this many images per test domain (the same for
     # every run); None uses the whole test split. For quick CPU looks only: papers report full test sets.
     test_subsample: int | None = None
+    # Domain-generalization suites: the trial whose seed builds the domains and their splits; None uses the
+    # run seed. Set for ensemble members (several run seeds, one trial). Left out of the identity while None.
+    trial: int | None = None
 
     def __post_init__(self) -> None:
+        if self.trial is not None:
+            _check_int("trial", self.trial, low=0)
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"invalid protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
         if self.protocol == "dann" and self.target is None:
@@ -72,8 +78,11 @@ class Recipe:
     # id: a resumed run ends with the weights of an uninterrupted one.
     checkpoint_every_steps: int | None = None
     checkpoint_every_minutes: float | None = None
+    optimizer: str = "sgd"  # left out of the identity while "sgd", so existing run ids stay
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"invalid optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"invalid schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         if self.amp not in AMP_MODES:
@@ -129,7 +138,7 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         parent = self.parent()
         return {
-            "task": asdict(self.task),
+            "task": _task_dict(self.task),
             "arch": self.arch,
             "arch_options": dict(self.arch_options),
             "method": self.method,
@@ -190,9 +199,16 @@ class RunSpec:
 # Recipe fields added after run ids were first published: written only when they differ from these defaults,
 # so every earlier spec keeps its id.
 LATER_DEFAULTS: dict[str, Any] = {"processes": 1, "nodes": 1, "sync_bn": True, "checkpoint_every_steps": None,
-                                  "checkpoint_every_minutes": None}
+                                  "checkpoint_every_minutes": None, "optimizer": "sgd"}
 # Recipe keys that never change a run's results: kept in spec.json, left out of the run id.
 NOT_IDENTITY = ("nodes", "checkpoint_every_steps", "checkpoint_every_minutes")
+
+
+def _task_dict(task: TaskSpec) -> dict[str, Any]:
+    data = asdict(task)
+    if data["trial"] is None:  # fields added later stay out of the identity at their default
+        del data["trial"]
+    return data
 
 
 def _recipe_dict(recipe: Recipe) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
     directory.write_heartbeat()
     directory.clear_failure()
     task = build_task(spec.task.dataset, spec.task.target, root=data_root, seed=spec.seed,
-                      val_fraction=spec.task.val_fraction)
+                      val_fraction=spec.task.val_fraction, trial=spec.task.trial)
     if not eval_test:
         task.tests = {}  # tuning: the test splits are dropped before anything could read them
     elif spec.task.test_subsample:

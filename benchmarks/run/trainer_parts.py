@@ -40,9 +40,10 @@ def revgrad(x: torch.Tensor, coefficient: float) -> torch.Tensor:
     return _ReverseGrad.apply(x, coefficient)
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
-    """SGD with momentum. Quantizer parameters (step sizes, …) and BN/bias parameters get no weight decay:
-    decaying a step size towards zero shrinks the quantization range for no reason."""
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD with momentum, or Adam (``recipe.optimizer``, DomainBed's protocol). Quantizer parameters (step
+    sizes, …) and BN/bias parameters get no weight decay: decaying a step size towards zero shrinks the
+    quantization range for no reason."""
     quantizer_params = {id(p) for m in model.modules() if isinstance(m, Quantizer) for p in m.parameters()}
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
@@ -52,6 +53,8 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
         (no_decay if id(p) in quantizer_params or p.dim() <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": recipe.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam([g for g in groups if g["params"]], lr=recipe.lr)
     return torch.optim.SGD([g for g in groups if g["params"]], lr=recipe.lr, momentum=recipe.momentum)
 
 

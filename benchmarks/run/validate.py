@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from benchmarks.data.domaingen import get_suite, held_out_domains, is_suite
 from benchmarks.data.registry import dataset_info
 from benchmarks.models import arch_options, available_archs
 from benchmarks.run.spec import RunSpec
@@ -13,9 +14,15 @@ from methods.quant import check_bits
 
 def validate_spec(spec: RunSpec) -> None:
     """Raise a one-line ValueError naming the bad value and the valid choices."""
-    dataset_info(spec.task.dataset)
-    if spec.task.target is not None:
-        dataset_info(spec.task.target)
+    if is_suite(spec.task.dataset):  # a domain-generalization suite: the target names held-out domains
+        held_out_domains(get_suite(spec.task.dataset), spec.task.target)
+    elif spec.task.trial is not None:
+        raise ValueError(f"trial={spec.task.trial} applies only to domain-generalization suites, "
+                         f"not {spec.task.dataset!r}")
+    else:
+        dataset_info(spec.task.dataset)
+        if spec.task.target is not None:
+            dataset_info(spec.task.target)
     if spec.arch not in available_archs():
         raise ValueError(f"unknown architecture {spec.arch!r}; valid: {', '.join(available_archs())}")
     # build_model takes 'pretrained' itself, beside the builder's own options

@@ -90,7 +90,7 @@ def test_dry_run_lists_runs_counts_and_estimate(tmp_path):
 
 
 BAD = [
-    (["--grid", "nope"], "unknown grid 'nope'; valid: demo, imagenet, longtail"),
+    (["--grid", "nope"], "unknown grid 'nope'; valid: demo, domaingen, imagenet, longtail"),
     (["--grid", "smoke", "--methods", "foo"], "--methods value 'foo' is not in grid 'smoke'"),
     (["--grid", "smoke", "--bits", "1/1"], "invalid weight bits 1"),
     (["--grid", "smoke", "--bits", "4/x"], "invalid bits '4/x'"),
