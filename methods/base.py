@@ -164,6 +164,8 @@ class QuantMethod:
     # | ("categorical", [choices]).
     search_space: ClassVar[dict[str, tuple]] = {}
     quantizes: ClassVar[bool] = True
+    # Which runner executes a run of this method: "qat" (the trainer's epoch loop) or "ptq" (post-training).
+    kind: ClassVar[str] = "qat"
 
     def __init__(self, **hparams: Any) -> None:
         unknown = sorted(set(hparams) - set(self.defaults))

@@ -10,10 +10,13 @@ from typing import Any
 
 # The papers' order: the FP reference, the uniform baselines, then the CDF family. Unknown (newly registered)
 # methods sort after these, alphabetically.
-METHOD_ORDER: tuple[str, ...] = ("fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt")
+METHOD_ORDER: tuple[str, ...] = ("fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt",
+                                  "rtn", "adaround", "brecq", "qdrop", "ttaq")
 METHOD_DISPLAY: dict[str, str] = {
     "fp": "FP", "lsq": "LSQ", "dorefa": "DoReFa", "alignq": "AlignQ", "climbq": "ClimbQ", "emaq": "EmaQ",
     "emaq-lt": "EmaQ-LT",
+    # post-training quantization; TTAQ is our reconstruction of an unpublished method, and says so
+    "rtn": "RTN", "adaround": "AdaRound", "brecq": "BRECQ", "qdrop": "QDrop", "ttaq": "TTAQ-recon",
 }
 FULL_PRECISION_BITS = 32
 # Names that become paths (grid names, study names): no separators, no "..", nothing a shell treats specially.
