@@ -17,6 +17,7 @@ from benchmarks.run.rundir import RunDir, RunState
 from benchmarks.run.spec import RunSpec
 from benchmarks.run.validate import validate_spec
 from benchmarks.tuning.frozen import apply_tuned
+from methods import method_class
 
 TunedLookup = Callable[[str, str, str, int, int], "dict[str, Any] | None"]
 
@@ -34,7 +35,8 @@ class Filters:
 
 def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
            tuned: TunedLookup | None = None, provenance: dict[str, dict] | None = None) -> list[RunSpec]:
-    """All runs of the grid after filtering: FP runs first (each QAT run's parent included), then QAT runs.
+    """All runs of the grid after filtering: FP runs first (each QAT or PTQ run's parent included), then the
+    QAT and PTQ runs.
 
     ``tuned(method, task_label, arch, w, a)`` may return frozen hyper-parameters (``--hparams tuned``); they
     become part of the spec, so a tuned run is a different run from a default one. Where they are used,
@@ -65,9 +67,11 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                     if method == "fp":
                         fp_runs.setdefault(base.run_id, base)
                         continue
+                    # A post-training run trains nothing: it carries its parent's recipe (its knobs are hparams).
+                    recipe = recipes["fp"] if method_class(method).kind == "ptq" else recipes["qat"]
                     for w, a in bits:
-                        spec = base.with_(method=method, w_bits=w, a_bits=a, recipe=recipes["qat"],
-                                          fp_recipe=recipes["fp"], hparams=dict(grid.hparams.get(method, {})),
+                        spec = base.with_(method=method, w_bits=w, a_bits=a, recipe=recipe,
+                                          fp_recipe=recipes["fp"], hparams=grid.method_hparams(method, profile),
                                           layer_policy=grid.layer_policy)
                         frozen = tuned(method, spec.task.label, arch, w, a) if tuned else None
                         if frozen:

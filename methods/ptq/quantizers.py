@@ -29,6 +29,10 @@ NEAREST, SOFT, HARD = 0, 1, 2
 
 
 class PtqWeightQuantizer(WeightQuantizer):
+    """Per-channel: each output channel has its own 2^b-level grid, so a tensor holds at most 2^b integer
+    codes (``codes``) and each channel at most 2^b values."""
+
+    per_channel = True
     step: torch.Tensor
     zero_point: torch.Tensor
     rounding: torch.Tensor
@@ -96,6 +100,10 @@ class PtqWeightQuantizer(WeightQuantizer):
         if self.mode == SOFT:
             return scaled.detach().floor() + rectified_sigmoid(self.alpha)
         return scaled.detach().floor() + (self.alpha >= 0).to(w.dtype)
+
+    def codes(self, w: torch.Tensor) -> torch.Tensor:
+        """The integer grid index (0..2^b − 1) of every quantized weight."""
+        return torch.clamp(self.integer_offset(w) + self.zero_point, 0, 2**self.bits - 1).round()
 
     def quantize(self, w: torch.Tensor) -> torch.Tensor:
         levels = torch.clamp(self.integer_offset(w) + self.zero_point, 0, 2**self.bits - 1)
