@@ -67,11 +67,12 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                     if method == "fp":
                         fp_runs.setdefault(base.run_id, base)
                         continue
-                    # A post-training run trains nothing: it carries its parent's recipe (its knobs are hparams).
+                    # A post-training run trains nothing: it carries its parent's recipe (knobs are hparams).
                     recipe = recipes["fp"] if method_class(method).kind == "ptq" else recipes["qat"]
                     for w, a in bits:
                         spec = base.with_(method=method, w_bits=w, a_bits=a, recipe=recipe,
-                                          fp_recipe=recipes["fp"], hparams=grid.method_hparams(method, profile),
+                                          fp_recipe=recipes["fp"],
+                                          hparams=grid.method_hparams(method, profile),
                                           layer_policy=grid.layer_policy)
                         frozen = tuned(method, spec.task.label, arch, w, a) if tuned else None
                         if frozen:

@@ -23,7 +23,8 @@ def calibration_indices(train_size: int, size: int, seed: int) -> torch.Tensor:
 
 def draw_calibration(task: TaskData, size: int, seed: int,
                      device: torch.device | str = "cpu") -> tuple[torch.Tensor, ImageTensors]:
-    """(normalised float images on ``device``, the drawn uint8 split) from the first source's training split."""
+    """(normalised float images on ``device``, the drawn uint8 split), from the first source's training
+    split."""
     train = task.sources[0].train
     drawn = train.subset(calibration_indices(len(train), size, seed))
     x = normalise(drawn.images.to(device), task.mean, task.std)

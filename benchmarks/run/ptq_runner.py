@@ -57,7 +57,8 @@ def run_ptq(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, da
     assert parent is not None  # a PTQ method is never "fp"
     parent_dir = RunDir.of(output, parent.run_id)
     if not parent_dir.is_done():
-        raise FileNotFoundError(f"FP parent run {parent.run_id} is not done (expected {parent_dir.final_path})")
+        raise FileNotFoundError(f"FP parent run {parent.run_id} is not done "
+                                f"(expected {parent_dir.final_path})")
     load_weights(model, parent_dir.final_path, device)
     model.eval()
     fp_net = copy.deepcopy(model.net)
@@ -69,7 +70,8 @@ def run_ptq(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, da
         f"images from the training split of {task.sources[0].name}")
     torch.manual_seed(spec.seed)  # QDrop's dropping and PCR's noise draw from the global generator
     start = time.time()
-    units = method.reconstruct(model.net, fp_net, calib, spec.seed, log=lambda line: log(f"[{spec.run_id}] {line}"))
+    units = method.reconstruct(model.net, fp_net, calib, spec.seed,
+                               log=lambda line: log(f"[{spec.run_id}] {line}"))
     recon_s = time.time() - start
     directory.write_heartbeat()
 
@@ -96,7 +98,8 @@ def run_ptq(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, da
 def _metrics_row(spec: RunSpec, model, method, context, loader: Batches, task, calib: torch.Tensor, drawn,
                  units: list[dict]) -> dict[str, Any]:
     """The one metrics row of a PTQ run, with the keys of a training epoch's row: ``train_loss`` is the mean
-    final reconstruction error of the last stage's units, ``train_acc`` the accuracy on the calibration set."""
+    final reconstruction error of the last stage's units, ``train_acc`` the accuracy on the calibration
+    set."""
     by_domain = {name: accuracy(*logits_on(model, method, context, loader, split, loader.domain_id(name)))
                  for name, split in task.tests.items()}
     val_acc = accuracy(*logits_on(model, method, context, loader, task.val, 0)) if len(task.val) else None

@@ -1,4 +1,5 @@
-"""``adaround``: AdaRound (Nagel et al., ICML 2020), layer-wise learned rounding; see docs/methods/adaround.md."""
+"""``adaround``: AdaRound (Nagel et al., ICML 2020), layer-wise learned rounding; see
+docs/methods/adaround.md."""
 from __future__ import annotations
 
 from methods.ptq.base import COMMON_DEFAULTS, ROUNDING_DEFAULTS, PtqMethod

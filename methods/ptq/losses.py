@@ -1,10 +1,10 @@
 """Losses of block/layer reconstruction.
 
 * ``mse``: ‖B̂(x̃) − B(x)‖², summed over channels and averaged over the rest (BRECQ's ``lp_loss`` with p = 2).
-* ``fisher_diag``: the same error weighted element-wise by the squared gradient of the network's loss with
-  respect to the unit's output (BRECQ's diagonal Fisher; the gradients come from ``capture.fisher_weights``).
-* TTAQ-recon PEM: Σ_l σ_l²·‖Ŵ_l‖_F², the expected output error that an input perturbation of variance σ_l² adds
-  through the quantized weights (``docs/methods/ttaq.md``).
+* ``fisher_diag``: the same error weighted element-wise by the squared gradient of the network's loss
+  with respect to the unit's output (BRECQ's diagonal Fisher; the gradients: ``capture.fisher_weights``).
+* TTAQ-recon PEM: Σ_l σ_l²·‖Ŵ_l‖_F², the expected output error that an input perturbation of variance σ_l²
+  adds through the quantized weights (``docs/methods/ttaq.md``).
 * TTAQ-recon PCR: consistency of the quantized unit's outputs on clean and perturbed inputs: squared error for
   inner units, KL(softmax(clean) ‖ softmax(perturbed)) for the unit that outputs the logits.
 """

@@ -24,7 +24,8 @@ def asymmetric_params(low: torch.Tensor, high: torch.Tensor, bits: int) -> tuple
     return step, torch.round(-low / step)
 
 
-def fake_quantize_asymmetric(w: torch.Tensor, step: torch.Tensor, zero: torch.Tensor, bits: int) -> torch.Tensor:
+def fake_quantize_asymmetric(w: torch.Tensor, step: torch.Tensor, zero: torch.Tensor,
+                             bits: int) -> torch.Tensor:
     """Round to nearest on the asymmetric grid (no gradient rule: observers only)."""
     return (torch.clamp(torch.round(w / step) + zero, 0, 2**bits - 1) - zero) * step
 

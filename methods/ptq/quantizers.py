@@ -1,11 +1,12 @@
-"""The PTQ quantizers: per-channel asymmetric weights with learnable rounding, per-tensor activations with a
-learnable step.
+"""The PTQ quantizers: per-channel asymmetric weights with learnable rounding, per-tensor activations with
+a learnable step.
 
-Weights (BRECQ/QDrop ``UniformAffineQuantizer`` + ``AdaRoundQuantizer``): ŵ = s·(clamp(⌊w/s⌉ + z, 0, 2^b − 1) − z)
-with one step s and zero point z per output channel, set once by an observer from the loaded FP weights. The
-rounding is to nearest (``NEAREST``), learned (``SOFT``: ⌊w/s⌋ + h(V), AdaRound), or the hardened decision of
-learning (``HARD``: ⌊w/s⌋ + 1[V ≥ 0]). V lives in the quantizer, so a saved state dict holds the learned
-rounding and a model rebuilt by ``prepare`` and ``load_state_dict`` reproduces it exactly.
+Weights (BRECQ/QDrop ``UniformAffineQuantizer`` + ``AdaRoundQuantizer``):
+ŵ = s·(clamp(⌊w/s⌉ + z, 0, 2^b − 1) − z) with one step s and zero point z per output channel, set once by
+an observer from the loaded FP weights. The rounding is to nearest (``NEAREST``), learned (``SOFT``:
+⌊w/s⌋ + h(V), AdaRound), or the hardened decision of learning (``HARD``: ⌊w/s⌋ + 1[V ≥ 0]). V lives in the
+quantizer, so a saved state dict holds the learned rounding and a model rebuilt by ``prepare`` and
+``load_state_dict`` reproduces it exactly.
 
 Activations: v̂ = s·round(clip(v/s, −Q_N, Q_P)), a signed or unsigned integer range decided from the first
 calibration batch (as every ActQuantizer of the harness), s initialised by the observer and learned with the
@@ -81,7 +82,8 @@ class PtqWeightQuantizer(WeightQuantizer):
         return self.alpha
 
     def harden(self) -> None:
-        """Fix learned rounding to its decisions (1[V ≥ 0]); V becomes a buffer again. A no-op unless learning."""
+        """Fix learned rounding to its decisions (1[V ≥ 0]); V becomes a buffer again. A no-op unless
+        learning."""
         if self.mode != SOFT:
             return
         alpha = self.alpha.detach().clone()

@@ -22,7 +22,7 @@ from methods.ptq.capture import UnitData, capture, fisher_weights
 from methods.ptq.losses import consistency, perturbation_penalty, reconstruction_error
 from methods.ptq.quantizers import PtqWeightQuantizer
 from methods.ptq.rounding import BetaSchedule, rounding_regularizer
-from methods.ptq.units import Unit, act_quantizers, recon_units, set_quant_state, weight_quantizers
+from methods.ptq.units import Unit, act_quantizers, recon_units, set_quant_state
 
 ERROR_SAMPLES = 256  # calibration images on which each unit's error is reported before and after
 
@@ -91,7 +91,7 @@ def _quantize_up_to(units: list[Unit], index: int, act_on: bool) -> None:
         set_quant_state(unit, position <= index, act_on and position <= index)
 
 
-def _layer_pairs(unit: nn.Module) -> list[tuple[nn.Module, PtqWeightQuantizer]]:
+def _layer_pairs(unit: nn.Module) -> list[tuple[QuantConv2d | QuantLinear, PtqWeightQuantizer]]:
     return [(m, m.weight_quant) for m in unit.modules()
             if isinstance(m, (QuantConv2d, QuantLinear)) and isinstance(m.weight_quant, PtqWeightQuantizer)
             and m.weight_quant.enabled]
@@ -137,12 +137,14 @@ def _optimize(unit: nn.Module, data: UnitData, fisher: torch.Tensor | None, stag
     input_sigma = math.sqrt(float(data.quant_input.var(0).mean()) / stage.snr) if stage.pcr_weight else 0.0
     try:
         for t in range(stage.iters):
-            index = torch.randint(len(data), (stage.batch_size,), generator=generator).to(data.quant_input.device)
+            index = torch.randint(len(data), (stage.batch_size,), generator=generator)
+            index = index.to(data.quant_input.device)
             x = data.quant_input[index]
             if stage.drop_prob < 1.0:
                 x = torch.where(torch.rand_like(x) < stage.drop_prob, x, data.fp_input[index])
             out = unit(x)
-            loss = reconstruction_error(out, data.fp_output[index], fisher[index] if fisher is not None else None)
+            weights = fisher[index] if fisher is not None else None
+            loss = reconstruction_error(out, data.fp_output[index], weights)
             if rounding and t >= beta.regularizer_from:
                 b = beta(t)
                 loss = loss + stage.round_weight * sum(rounding_regularizer(v, b) for v in rounding)

@@ -1,9 +1,10 @@
-"""AdaRound's rounding variable and its regularizer (Nagel et al., ICML 2020), as the PTQ codes implement them.
+"""AdaRound's rounding variable and its regularizer (Nagel et al., ICML 2020), as the PTQ codes implement
+them.
 
-* Rectified sigmoid: h(V) = clip(σ(V)·(ζ − γ) + γ, 0, 1), ζ = 1.1, γ = −0.1. It reaches exactly 0 and 1, so the
-  regularizer can push every weight to a hard decision.
-* Rounding regularizer: f_reg(V) = Σ 1 − |2h(V) − 1|^β, with β annealed from 20 to 2 after a warm-up of 20 % of
-  the iterations during which the regularizer is off (BRECQ/QDrop ``LinearTempDecay``).
+* Rectified sigmoid: h(V) = clip(σ(V)·(ζ − γ) + γ, 0, 1), ζ = 1.1, γ = −0.1. It reaches exactly 0 and 1, so
+  the regularizer can push every weight to a hard decision.
+* Rounding regularizer: f_reg(V) = Σ 1 − |2h(V) − 1|^β, with β annealed from 20 to 2 after a warm-up of 20 %
+  of the iterations during which the regularizer is off (BRECQ/QDrop ``LinearTempDecay``).
 * Initialisation: V such that h(V) equals the fractional part of w/s, so the soft weight starts at the FP one.
 """
 from __future__ import annotations

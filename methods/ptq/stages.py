@@ -8,8 +8,8 @@ from methods.ptq.reconstruct import ReconStage
 
 
 def _rounding(h: dict[str, Any]) -> dict[str, Any]:
-    return {"iters": h["iters"], "batch_size": h["batch_size"], "lr": h["lr"], "round_weight": h["round_weight"],
-            "warmup": h["warmup"], "beta_start": h["beta_start"], "beta_end": h["beta_end"]}
+    keys = ("iters", "batch_size", "lr", "round_weight", "warmup", "beta_start", "beta_end")
+    return {key: h[key] for key in keys}
 
 
 def adaround_stages(h: dict[str, Any]) -> list[ReconStage]:

@@ -1,1 +1,2 @@
-"""Tests of post-training quantization: methods/ptq (quantizers, AdaRound, reconstruction) and the PTQ run kind."""
+"""Tests of post-training quantization: methods/ptq (quantizers, AdaRound, reconstruction), the PTQ run
+kind."""

@@ -1,4 +1,4 @@
-"""AdaRound's pieces against the paper's equations written out by hand (NumPy), and its rounding ending hard."""
+"""AdaRound's pieces against the paper's equations written out by hand (NumPy); its rounding ending hard."""
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +43,8 @@ def test_beta_schedule_warms_up_then_anneals_20_to_2():
 def test_rounding_ends_hard_every_weight_floor_or_floor_plus_one():
     net, fp, method, calib = prepared("adaround", 3, 32, iters=60)
     method.reconstruct(net, fp, calib, seed=0, log=quiet)
-    layers = [(m.weight, m.weight_quant) for m in net.modules() if isinstance(getattr(m, "weight_quant", None),
-                                                                             PtqWeightQuantizer)]
+    layers = [(m.weight, m.weight_quant) for m in net.modules()
+              if isinstance(getattr(m, "weight_quant", None), PtqWeightQuantizer)]
     assert layers and all(q.mode == HARD for _, q in layers)
     moved = 0
     for weight, q in layers:

@@ -11,8 +11,8 @@ import torch
 from analysis.collect import collect_runs
 from benchmarks.data.batches import normalise
 from benchmarks.data.tasks import build_task
-from benchmarks.run.rundir import RunDir, RunState
 from benchmarks.run.run_model import load_finished_model
+from benchmarks.run.rundir import RunDir, RunState
 from benchmarks.run.spec import RunSpec
 from benchmarks.run_one import main
 from methods.ptq import PtqMethod

@@ -44,7 +44,8 @@ def test_units_are_blocks_plus_stem_and_classifier():
     names = [name for name, _ in recon_units(net, "block")]
     assert names[0] == "conv1" and names[-1] == "fc" and BLOCK in names and len(names) == 2 + 9
     layers = recon_units(net, "layer")  # every quantized layer on its own
-    assert [name for name, _ in layers] == [name for name, m in net.named_modules() if hasattr(m, "weight_quant")]
+    quantized = [name for name, m in net.named_modules() if hasattr(m, "weight_quant")]
+    assert [name for name, _ in layers] == quantized
 
 
 @pytest.mark.parametrize("method", ["rtn", "adaround", "brecq", "qdrop", "ttaq"])
@@ -54,14 +55,15 @@ def test_at_most_2_to_the_k_levels_after_reconstruction(method, bits):
     net, fp, meth, calib = prepared(method, bits, bits, **hparams)
     meth.reconstruct(net, fp, calib, seed=0, log=quiet)
     seen = []
-    hooks = [q.register_forward_hook(lambda m, i, out: seen.append((m, out.detach()))) for q in quantizers(net)]
+    hooks = [q.register_forward_hook(lambda m, i, out: seen.append((m, out.detach())))
+             for q in quantizers(net)]
     with torch.no_grad():
         net(calib)
     for h in hooks:
         h.remove()
     assert seen
     for module, out in seen:
-        if isinstance(module, PtqWeightQuantizer):  # per channel: ≤ 2^k codes per tensor, ≤ 2^k values per channel
+        if isinstance(module, PtqWeightQuantizer):  # ≤ 2^k codes per tensor, ≤ 2^k values per channel
             weight = next(m.weight for m in net.modules() if getattr(m, "weight_quant", None) is module)
             assert torch.unique(module.codes(weight)).numel() <= 2**module.bits, f"{method} {module}"
             assert max(torch.unique(row).numel() for row in out) <= 2**module.bits, f"{method} {module}"
