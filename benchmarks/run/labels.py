@@ -10,12 +10,12 @@ from typing import Any
 
 # The papers' order: the FP reference, the uniform baselines, then the CDF family. Unknown (newly registered)
 # methods sort after these, alphabetically.
-METHOD_ORDER: tuple[str, ...] = ("fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt",
-                                  "rtn", "adaround", "brecq", "qdrop", "ttaq")
+METHOD_ORDER: tuple[str, ...] = ("fp", "lsq", "dorefa", "alignq", "climbq", "emaq", "emaq-lt")
 METHOD_DISPLAY: dict[str, str] = {
     "fp": "FP", "lsq": "LSQ", "dorefa": "DoReFa", "alignq": "AlignQ", "climbq": "ClimbQ", "emaq": "EmaQ",
     "emaq-lt": "EmaQ-LT",
-    # post-training quantization; TTAQ is our reconstruction of an unpublished method, and says so
+    # post-training quantization (sorted after the QAT methods, with the figures' spare styles); TTAQ is our
+    # reconstruction of a method without public text or code, and its label says so
     "rtn": "RTN", "adaround": "AdaRound", "brecq": "BRECQ", "qdrop": "QDrop", "ttaq": "TTAQ-recon",
 }
 FULL_PRECISION_BITS = 32
