@@ -8,7 +8,8 @@ row, result.json (``ResultRecord``), final.pt, log.txt and done last. final.pt i
 network prepared for the method, its quantizers holding the learned rounding and steps, so
 ``load_finished_model`` rebuilds the quantized model exactly (test-time adaptation starts from it).
 
-A PTQ run has no epochs and no resumable checkpoint: interrupted, it starts again (it is minutes long).
+A PTQ run has no epochs and no resumable checkpoint: interrupted (a SIGTERM is honoured after the current
+unit), it starts again from the FP parent.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from benchmarks.run.run_model import build_run_model, load_weights
 from benchmarks.run.rundir import RunDir, atomic_write_with
 from benchmarks.run.scoring import final_result, logits_on
 from benchmarks.run.spec import RunSpec
+from benchmarks.run.termination import raise_if_terminated
 from benchmarks.run.validate import layer_policy_of
 from methods import prepare
 from methods.ptq import PtqMethod
@@ -70,8 +72,15 @@ def run_ptq(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, da
         f"images from the training split of {task.sources[0].name}")
     torch.manual_seed(spec.seed)  # QDrop's dropping and PCR's noise draw from the global generator
     start = time.time()
-    units = method.reconstruct(model.net, fp_net, calib, spec.seed,
-                               log=lambda line: log(f"[{spec.run_id}] {line}"))
+
+    def progress(line: str) -> None:
+        """Called after each stage start and each unit: the log line, a fresh heartbeat (a long reconstruction
+        is not mistaken for a dead one), and the check for a pending SIGTERM (preemption)."""
+        log(f"[{spec.run_id}] {line}")
+        directory.write_heartbeat()
+        raise_if_terminated(f"during {spec.method} reconstruction")
+
+    units = method.reconstruct(model.net, fp_net, calib, spec.seed, log=progress)
     recon_s = time.time() - start
     directory.write_heartbeat()
 
