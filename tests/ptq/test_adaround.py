@@ -41,7 +41,7 @@ def test_beta_schedule_warms_up_then_anneals_20_to_2():
 
 
 def test_rounding_ends_hard_every_weight_floor_or_floor_plus_one():
-    net, fp, method, calib = prepared("adaround", 3, 32, iters=60)
+    net, fp, method, calib = prepared("adaround", 3, 32, size=16, iters=60)
     method.reconstruct(net, fp, calib, seed=0, log=quiet)
     layers = [(m.weight, m.weight_quant) for m in net.modules()
               if isinstance(getattr(m, "weight_quant", None), PtqWeightQuantizer)]
@@ -61,9 +61,9 @@ def test_rounding_ends_hard_every_weight_floor_or_floor_plus_one():
 
 
 def test_hardened_rounding_survives_a_state_dict_round_trip():
-    net, fp, method, calib = prepared("adaround", 2, 4, iters=20)
+    net, fp, method, calib = prepared("adaround", 2, 4, size=16, iters=20)
     method.reconstruct(net, fp, calib, seed=0, log=quiet)
-    fresh, _, _, _ = prepared("adaround", 2, 4, seed=1, iters=20)
+    fresh, _, _, _ = prepared("adaround", 2, 4, seed=1, size=16, iters=20)
     fresh.load_state_dict(net.state_dict())
     assert all(q.mode == HARD for q in weight_quantizers(fresh))
     with torch.no_grad():

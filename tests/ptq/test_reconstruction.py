@@ -25,6 +25,7 @@ def _block_input(fp, calib: torch.Tensor) -> torch.Tensor:
         return fp.relu(fp.bn1(fp.conv1(calib)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,hparams", [
     ("brecq", {"iters": 60, "iters_act": 0}),
     ("brecq", {"iters": 60, "iters_act": 0, "loss": "fisher_diag"}),
@@ -52,7 +53,7 @@ def test_units_are_blocks_plus_stem_and_classifier():
 @pytest.mark.parametrize("bits", [2, 3])
 def test_at_most_2_to_the_k_levels_after_reconstruction(method, bits):
     hparams = {} if method == "rtn" else {"iters": 6, **({"iters_act": 4} if method in ("brecq",) else {})}
-    net, fp, meth, calib = prepared(method, bits, bits, **hparams)
+    net, fp, meth, calib = prepared(method, bits, bits, size=16, **hparams)
     meth.reconstruct(net, fp, calib, seed=0, log=quiet)
     seen = []
     hooks = [q.register_forward_hook(lambda m, i, out: seen.append((m, out.detach())))
@@ -74,7 +75,7 @@ def test_at_most_2_to_the_k_levels_after_reconstruction(method, bits):
 def test_ttaq_components_switch_independently():
     outputs = {}
     for name, switches in {"both": {}, "no_pem": {"pem_weight": 0.0}, "no_pcr": {"pcr_weight": 0.0}}.items():
-        net, fp, meth, calib = prepared("ttaq", 2, 4, iters=30, **switches)
+        net, fp, meth, calib = prepared("ttaq", 2, 4, size=16, iters=20, **switches)
         stages = meth.stages()
         assert stages[0].pem_weight == meth.hparams["pem_weight"]
         assert stages[0].pcr_weight == meth.hparams["pcr_weight"]
