@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=None, help="target domain for domain shift, e.g. mnistm-synth")
     p.add_argument("--protocol", default="standard", help="standard | dann | source_only")
     p.add_argument("--arch", required=True, help="architecture, e.g. dann_digits, resnet20")
-    p.add_argument("--method", required=True, help="fp | lsq | dorefa | alignq | climbq | emaq | emaq-lt")
+    p.add_argument("--method", required=True,
+                   help="fp | lsq | dorefa | alignq | climbq | emaq | emaq-lt (QAT) | rtn | adaround | "
+                        "brecq | qdrop | ttaq (post-training: quantizes the FP parent; --epochs/--lr unused)")
     p.add_argument("--bits", default="32/32", help="W/A bits, e.g. 4/4 (ignored for fp)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=1, help="epochs of this run")
@@ -60,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         fp_recipe = Recipe(epochs=args.fp_epochs, batch_size=args.batch_size, lr=args.fp_lr,
                            schedule="cosine",
                            weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch)
+        from methods import method_class
+
+        if method_class(args.method).kind == "ptq":
+            recipe = fp_recipe  # a post-training run trains nothing: it carries its parent's recipe
         spec = RunSpec(task=task, arch=args.arch, method=args.method, recipe=recipe, w_bits=w_bits,
                        a_bits=a_bits, seed=args.seed, hparams=parse_hparams(args.hparam), layer_policy=policy,
                        fp_recipe=None if args.method == "fp" else fp_recipe)

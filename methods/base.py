@@ -166,6 +166,8 @@ class QuantMethod:
     quantizes: ClassVar[bool] = True
     # False: weights only (QT-DoG); such a method runs at A32 and rejects other activation bits.
     quantizes_activations: ClassVar[bool] = True
+    # Which runner executes a run of this method: "qat" (the trainer's epoch loop) or "ptq" (post-training).
+    kind: ClassVar[str] = "qat"
 
     def __init__(self, **hparams: Any) -> None:
         unknown = sorted(set(hparams) - set(self.defaults))

@@ -17,6 +17,7 @@ from benchmarks.data.longtail import long_tail_counts
 from benchmarks.data.registry import get_spec, parse_name
 from benchmarks.run.spec import RunSpec
 from benchmarks.run.tta_spec import TtaSpec
+from methods import get_method, method_class
 
 # Training-split sizes of the datasets as distributed (before our validation split).
 NOMINAL_TRAIN_IMAGES = {
@@ -79,10 +80,21 @@ def step_ratio(spec: RunSpec) -> float:
     return ratios.get(spec.method, max(ratios.values()))  # a method not measured yet: the costliest one
 
 
+def ptq_gpu_hours(spec: RunSpec) -> float:
+    """A post-training run: each reconstruction iteration runs one unit forward and backward on a batch, so
+    a pass over all units costs about as many full-network training steps as one unit has iterations
+    (assumption: the units split the network's cost); the stages come from the method itself."""
+    method = get_method(spec.method, **spec.hparams)
+    images = sum(stage.iters * stage.batch_size for stage in getattr(method, "stages")())
+    return images / ASSUMED_IMAGES_PER_S.get(spec.arch, 5000) * EVAL_OVERHEAD / 3600
+
+
 def gpu_hours(spec: RunSpec | TtaSpec) -> float:
     """Estimated GPU-hours of one run (its FP parent counted separately)."""
     if isinstance(spec, TtaSpec):
         return tta_gpu_hours(spec)
+    if method_class(spec.method).kind == "ptq":
+        return ptq_gpu_hours(spec)
     images = train_images(spec.task.dataset, spec.task.val_fraction)
     steps = images // spec.recipe.batch_size
     if spec.recipe.steps_per_epoch:

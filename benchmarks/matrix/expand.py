@@ -20,6 +20,7 @@ from benchmarks.run.spec import RunSpec
 from benchmarks.run.tta_spec import TtaSpec
 from benchmarks.run.validate import validate_spec
 from benchmarks.tuning.frozen import apply_tuned
+from methods import method_class
 
 TunedLookup = Callable[[str, str, str, int, int], "dict[str, Any] | None"]
 
@@ -37,7 +38,8 @@ class Filters:
 
 def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
            tuned: TunedLookup | None = None, provenance: dict[str, dict] | None = None) -> list[Any]:
-    """All runs of the grid after filtering: FP runs first (each QAT run's parent included), then QAT runs.
+    """All runs of the grid after filtering: FP runs first (each QAT or PTQ run's parent included), then
+    the QAT and PTQ runs, then TTA runs.
 
     ``tuned(method, task_label, arch, w, a)`` may return frozen hyper-parameters (``--hparams tuned``); they
     become part of the spec, so a tuned run is a different run from a default one. Where they are used,
@@ -76,9 +78,12 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                         continue
                     # An ensemble cell (EoQ) trains its members: runs of the member method.
                     member = ENSEMBLES[method].member_method if is_ensemble(method) else method
+                    # A post-training run trains nothing: it carries its parent's recipe (knobs are hparams).
+                    recipe = recipes["fp"] if method_class(member).kind == "ptq" else recipes["qat"]
                     for w, a in bits_of(method):
-                        spec = base.with_(method=member, w_bits=w, a_bits=a, recipe=recipes["qat"],
-                                          fp_recipe=recipes["fp"], hparams=dict(grid.hparams.get(member, {})),
+                        spec = base.with_(method=member, w_bits=w, a_bits=a, recipe=recipe,
+                                          fp_recipe=recipes["fp"],
+                                          hparams=grid.method_hparams(member, profile),
                                           layer_policy=grid.layer_policy)
                         frozen = tuned(method, spec.task.label, arch, w, a) if tuned else None
                         if frozen:

@@ -17,7 +17,8 @@ PROFILES = ("full", "quick")
 DEFAULT_LAYER_POLICY: dict[str, str] = {"first": "8bit", "last": "8bit"}
 PAPER_POLICY = "paper"
 GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
-             "arch_options", "tta", "method_bits"}
+             "arch_options", "tta", "method_bits",
+             "profile_hparams"}
 # ``profiles``: the profiles a task belongs to (all when absent); ``stream``: its TTA stream's own keys
 TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample", "profiles",
              "stream"}
@@ -51,10 +52,16 @@ class Grid:
     # each method keeps its own code's convention (to reproduce published numbers; tables mark the mix).
     layer_policy: dict[str, str] | None = None
     arch_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # profile -> method -> hyper-parameters over ``hparams`` (e.g. PTQ iterations reduced in ``quick``)
+    profile_hparams: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     path: Path | None = None
     tta: "TtaGrid | None" = None  # test-time adaptation runs on the grid's quantized runs
     # Per-method W/A lists replacing ``bits`` for that method (e.g. weight-only QT-DoG at "7/32").
     method_bits: dict[str, list[str]] = field(default_factory=dict)
+
+    def method_hparams(self, method: str, profile: str) -> dict[str, Any]:
+        """The grid's hyper-parameters of ``method`` under ``profile``."""
+        return {**self.hparams.get(method, {}), **self.profile_hparams.get(profile, {}).get(method, {})}
 
 
 @dataclass(frozen=True)
@@ -109,13 +116,14 @@ def parse_grid(data: Any, path: Path | None = None) -> Grid:
         recipes = {name: _parse_profiles(name, profiles) for name, profiles in dict(data["recipes"]).items()}
         tasks = [_parse_task(entry, recipes) for entry in data["tasks"]]
         seeds = [int(s) for s in data["seeds"]]
+        profile_hparams = _parse_profile_hparams(data.get("profile_hparams") or {})
     except (TypeError, ValueError) as err:
         raise GridError(f"malformed {where}: {err}") from None
     return Grid(name=str(data["name"]), description=str(data.get("description", "")),
                 methods=[str(m) for m in data["methods"]], bits=[str(b) for b in data["bits"]], seeds=seeds,
                 tasks=tasks, recipes=recipes, hparams=dict(data.get("hparams") or {}),
                 layer_policy=_parse_layer_policy(data.get("layer_policy", DEFAULT_LAYER_POLICY), where),
-                arch_options=dict(data.get("arch_options") or {}),
+                arch_options=dict(data.get("arch_options") or {}), profile_hparams=profile_hparams,
                 path=path, tta=_parse_tta(data.get("tta"), where),
                 method_bits={str(m): [str(b) for b in bits]
                               for m, bits in dict(data.get("method_bits") or {}).items()})
@@ -147,6 +155,16 @@ def _parse_layer_policy(value: Any, where: str) -> dict[str, str] | None:
         raise GridError(f"malformed {where}: layer_policy {value!r}; valid: {PAPER_POLICY!r} or "
                         f"{{first: MODE, last: MODE}} with MODE one of {', '.join(modes)}")
     return {"first": str(value["first"]), "last": str(value["last"])}
+
+
+def _parse_profile_hparams(value: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    if not isinstance(value, dict) or not set(value) <= set(PROFILES):
+        raise ValueError(f"profile_hparams must map profiles ({', '.join(PROFILES)}) to per-method "
+                         f"hyper-parameters, got {value!r}")
+    for profile, methods in value.items():
+        if not isinstance(methods, dict) or not all(isinstance(h, dict) for h in methods.values()):
+            raise ValueError(f"profile_hparams {profile!r} must map methods to hyper-parameter mappings")
+    return {profile: {m: dict(h) for m, h in methods.items()} for profile, methods in value.items()}
 
 
 def _parse_profiles(name: str, profiles: Any) -> dict[str, dict[str, Recipe]]:

@@ -14,6 +14,9 @@ METHOD_ORDER: tuple[str, ...] = ("fp", "lsq", "dorefa", "alignq", "climbq", "ema
 METHOD_DISPLAY: dict[str, str] = {
     "fp": "FP", "lsq": "LSQ", "dorefa": "DoReFa", "alignq": "AlignQ", "climbq": "ClimbQ", "emaq": "EmaQ",
     "emaq-lt": "EmaQ-LT", "qtdog": "QT-DoG", "eoq": "EoQ",
+    # post-training quantization (sorted after the QAT methods, with the figures' spare styles); TTAQ is our
+    # reconstruction of a method without public text or code, and its label says so
+    "rtn": "RTN", "adaround": "AdaRound", "brecq": "BRECQ", "qdrop": "QDrop", "ttaq": "TTAQ-recon",
 }
 FULL_PRECISION_BITS = 32
 # Names that become paths (grid names, study names): no separators, no "..", nothing a shell treats specially.

@@ -1,4 +1,6 @@
-"""One run, start to finish: FP training or QAT fine-tuning from the FP parent, resumable at epoch boundaries.
+"""One run, start to finish: FP training or QAT fine-tuning from the FP parent, resumable at epoch boundaries;
+a run of a post-training method (``kind == "ptq"``) goes to ``ptq_runner.run_ptq`` with the same claim,
+spec, failure and log handling.
 
 Determinism: the model is initialised from the run seed, each epoch's batch order and augmentation come
 from generators seeded by (seed, epoch, domain), and the global RNG (dropout) is saved with every
@@ -21,6 +23,7 @@ from benchmarks.run.batches import Batches
 from benchmarks.run.checkpoint import CheckpointUnusable, apply_checkpoint, read_checkpoint, save_checkpoint
 from benchmarks.run.divergence import DivergenceWatch
 from benchmarks.run.labels import bits_label
+from benchmarks.run.ptq_runner import run_ptq
 from benchmarks.run.result import ResultRecord
 from benchmarks.run.run_model import build_run_model, load_weights
 from benchmarks.run.rundir import RunDir, atomic_write_with
@@ -32,7 +35,7 @@ from benchmarks.run.termination import Terminated, raise_if_terminated
 from benchmarks.run.trainer_parts import make_loss_fn, make_optimizer, pick_device
 from benchmarks.run.tta_spec import TtaSpec
 from benchmarks.run.validate import layer_policy_of
-from methods import calibrate, prepare
+from methods import calibrate, method_class, prepare
 
 Log = Callable[[str], None]
 
@@ -67,6 +70,9 @@ def run(spec: RunSpec | TtaSpec, output: Path, *, grid: str | None = None, data_
         _write_spec(directory, spec, grid, provenance)
         log = _logging_to(directory, log)
         try:
+            if method_class(spec.method).kind == "ptq":  # post-training quantization: its own runner
+                return run_ptq(spec, directory, Path(output), grid, data_root, pick_device(device), log,
+                               on_epoch, eval_test)
             try:
                 return _train(spec, directory, Path(output), grid, data_root, pick_device(device),
                               channels_last, max_epochs, log, on_epoch, eval_test)

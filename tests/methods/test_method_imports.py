@@ -47,7 +47,7 @@ def test_builtin_lists_every_registered_method_file():
 
 @pytest.mark.parametrize("module", method_files())
 def test_method_file_imports_no_sibling_method(module):
-    path = METHODS / f"{module.removeprefix('methods.')}.py"
+    path = METHODS / f"{module.removeprefix('methods.').replace('.', '/')}.py"
     siblings = set(method_files()) - {module}
     assert not imported_modules(path.read_text()) & siblings, f"{path.name} imports a sibling method file"
 

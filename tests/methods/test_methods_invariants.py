@@ -55,7 +55,7 @@ def test_at_most_2_to_the_k_levels(method, bits):
     for module, out in seen:
         if not module.enabled:
             continue
-        # A quantizer with a step per output channel (QT-DoG) keeps 2^k levels within each channel.
+        # A quantizer with a step per output channel (QT-DoG, PTQ weights) keeps 2^k levels in each channel.
         slices = list(out) if getattr(module, "per_channel", False) else [out]
         levels = max(torch.unique(part).numel() for part in slices)
         what = f"{method} {type(module).__name__} {module.bits} bits"

@@ -1,0 +1,2 @@
+"""Tests of post-training quantization: methods/ptq (quantizers, AdaRound, reconstruction), the PTQ run
+kind."""
