@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_sync:
         from benchmarks.tracking.mlflow_sync import sync_runs
 
-        counts = sync_runs(output, args.tracking_uri, grid.name)
+        # each run goes to the experiment of the grid that first launched it (its spec.json), as with
+        # sync_mlflow.py: this sync copies every run of the output, also other grids' runs sharing it
+        counts = sync_runs(output, args.tracking_uri)
         print(f"MLflow sync: {counts}")
     final = states(specs, output)
     return 0 if all(s.value == "done" for s in final.values()) or args.no_wait else 1
