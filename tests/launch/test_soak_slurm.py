@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slurm
 
 
 def test_short_soak_loses_duplicates_and_changes_nothing(slurm_cluster, tmp_path):
-    report = run_soak(SoakConfig(size=SHORT, work=tmp_path, seed=1, per_kind=1, every_s=3.0))
+    report = run_soak(SoakConfig(size=SHORT, work=tmp_path, seed=1, per_kind=1, every_s=3.0,
+                                 requeue_now=True))
     summary = "\n".join(report.lines())
     verdict = report.verdict
     assert verdict.runs == SHORT.runs == 16

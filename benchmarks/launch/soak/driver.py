@@ -43,6 +43,7 @@ class SoakConfig:
     slurm_profile: str = "local"
     max_rounds: int = 4  # relaunches after the faulty round
     round_timeout_s: float = 1800.0
+    requeue_now: bool = False  # the short CI soak cannot afford SLURM's ~2 min hold of a requeued job
     log: Callable[[str], None] = print
 
 
@@ -90,7 +91,8 @@ def run_soak(config: SoakConfig) -> SoakReport:
     start = time.time()
     names = [f"qbench-soak-{tag}", f"qbench-soakdiv-{tag}"]
     launchers = Launchers(output, config.work / "logs", config.slurm_profile)
-    injector = FaultInjector(names, launchers, main, config.per_kind, config.every_s, rng, config.log)
+    injector = FaultInjector(names, launchers, main, config.per_kind, config.every_s, rng, config.log,
+                             config.requeue_now)
     try:
         launchers.start("main", main)
         launchers.start("diverging", diverging)

@@ -101,6 +101,7 @@ class FaultInjector:
     every_s: float
     rng: random.Random
     log: Callable[[str], None] = print
+    requeue_now: bool = False  # let a requeued job start at once instead of after SLURM's requeue delay
     injected: Counter = field(default_factory=Counter)
     syncs: list[subprocess.Popen] = field(default_factory=list)
 
@@ -136,6 +137,9 @@ class FaultInjector:
                 # a job that ended meanwhile cannot be requeued: then this fault did not happen
                 if subprocess.run(["scontrol", "requeue", job], capture_output=True).returncode != 0:
                     return False
+                if self.requeue_now:  # SLURM holds a requeued job back (131 s measured here): skip the wait
+                    subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"],
+                                   capture_output=True)
             self.log(f"fault: {kind} {job}")
             return True
         if kind == DRAIN:
