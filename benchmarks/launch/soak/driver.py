@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -55,6 +56,7 @@ class SoakReport:
     reference_s: float
     soak_s: float
     launchers_started: int
+    tasks_submitted: int  # SLURM jobs/array tasks of all launches: a relaunch resubmits runs still queued
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -63,8 +65,8 @@ class SoakReport:
         return [f"runs {v.runs} (done {v.done}, diverged as planned {v.runs - v.done - len(v.lost)})",
                 f"faults injected: {sum(self.faults.values())} ({faults}); one run diverges by design "
                 f"(tried {v.diverged_attempts} times)",
-                f"launcher processes started {self.launchers_started}; relaunch rounds after the faults "
-                f"{self.rounds}",
+                f"launcher processes started {self.launchers_started}, SLURM tasks submitted "
+                f"{self.tasks_submitted}; relaunch rounds after the faults {self.rounds}",
                 f"lost {len(v.lost)}, duplicated {len(v.duplicated)}, mismatched {len(v.mismatched)}, "
                 f"MLflow missing {len(v.mlflow_missing)}, MLflow duplicated {len(v.mlflow_duplicated)}",
                 f"wall time: soak {self.soak_s:.0f} s, fault-free reference {self.reference_s:.0f} s",
@@ -111,13 +113,20 @@ def run_soak(config: SoakConfig) -> SoakReport:
     soak_s = time.time() - start
     counts = mlflow_runs_per_id(f"sqlite:///{output.resolve() / 'mlflow.db'}")
     verdict = judge(run_ids, diverging_id, output, reference, counts)
-    report = SoakReport(verdict, dict(injector.injected), rounds, reference_s, soak_s, launchers.started)
+    report = SoakReport(verdict, dict(injector.injected), rounds, reference_s, soak_s, launchers.started,
+                        tasks_submitted(launchers.logs))
     missing = {kind for kind in ("scancel", "requeue", "drain", "kill_launcher", "second_launcher",
                                  "concurrent_sync") if injector.injected[kind] < config.per_kind}
     if missing:
         report.notes.append(f"note: fewer faults than planned of {', '.join(sorted(missing))} (the grid "
                             "finished first)")
     return report
+
+
+def tasks_submitted(logs: Path) -> int:
+    """SLURM tasks submitted by the soak's launchers, from their ``slurm: job N (K task(s))`` lines."""
+    pattern = re.compile(r"^slurm: job \d+ \((\d+) task", re.MULTILINE)
+    return sum(int(k) for log in logs.glob("[0-9]*.log") for k in pattern.findall(log.read_text()))
 
 
 def _specs(grid: Path) -> list[RunSpec]:
