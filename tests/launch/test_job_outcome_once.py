@@ -1,6 +1,7 @@
 """A run is tried once per launch: a job submitted before another job of the same run failed it (a second
 launcher's job, a killed launcher's job still queued) reports that failure instead of training the run again;
-a launch made after the failure retries it. (Found by the soak: the diverging run was trained twice.)"""
+a launch made after the failure retries it. (The soak makes such duplicate jobs: a second launcher and a
+restarted one resubmit every run whose job is still queued.)"""
 from __future__ import annotations
 
 import signal

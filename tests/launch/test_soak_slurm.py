@@ -24,3 +24,4 @@ def test_short_soak_loses_duplicates_and_changes_nothing(slurm_cluster, tmp_path
     assert not verdict.lost and not verdict.duplicated and not verdict.mismatched, summary
     assert not verdict.mlflow_missing and not verdict.mlflow_duplicated, summary
     assert sum(report.faults.values()) >= len(KINDS) - 1, summary  # the grid may end before the last one
+    assert sum(report.hit_training.values()) >= 1, summary  # some scancel or requeue stopped a training run

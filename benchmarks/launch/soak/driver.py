@@ -52,6 +52,7 @@ class SoakConfig:
 class SoakReport:
     verdict: Verdict
     faults: dict[str, int]
+    hit_training: dict[str, int]  # of the scancels and requeues, those that stopped a run mid-training
     rounds: int
     reference_s: float
     soak_s: float
@@ -65,6 +66,8 @@ class SoakReport:
         return [f"runs {v.runs} (done {v.done}, diverged as planned {v.runs - v.done - len(v.lost)})",
                 f"faults injected: {sum(self.faults.values())} ({faults}); one run diverges by design "
                 f"(tried {v.diverged_attempts} times)",
+                "scancel/requeue that stopped a run while it trained: "
+                + ", ".join(f"{kind} {self.hit_training.get(kind, 0)}" for kind in ("scancel", "requeue")),
                 f"launcher processes started {self.launchers_started}, SLURM tasks submitted "
                 f"{self.tasks_submitted}; relaunch rounds after the faults {self.rounds}",
                 f"lost {len(v.lost)}, duplicated {len(v.duplicated)}, mismatched {len(v.mismatched)}, "
@@ -113,8 +116,8 @@ def run_soak(config: SoakConfig) -> SoakReport:
     soak_s = time.time() - start
     counts = mlflow_runs_per_id(f"sqlite:///{output.resolve() / 'mlflow.db'}")
     verdict = judge(run_ids, diverging_id, output, reference, counts)
-    report = SoakReport(verdict, dict(injector.injected), rounds, reference_s, soak_s, launchers.started,
-                        tasks_submitted(launchers.logs))
+    report = SoakReport(verdict, dict(injector.injected), dict(injector.hit_training), rounds, reference_s,
+                        soak_s, launchers.started, tasks_submitted(launchers.logs))
     missing = {kind for kind in ("scancel", "requeue", "drain", "kill_launcher", "second_launcher",
                                  "concurrent_sync") if injector.injected[kind] < config.per_kind}
     if missing:

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from benchmarks.run.rundir import run_dirs
+
 REPO = Path(__file__).resolve().parents[3]
 DRAIN_S = 3.0
+MISSES_BEFORE_ANY = 10
 
 SCANCEL, REQUEUE, DRAIN = "scancel", "requeue", "drain"
 KILL_LAUNCHER, SECOND_LAUNCHER, SYNC = "kill_launcher", "second_launcher", "concurrent_sync"
@@ -30,6 +33,18 @@ def slurm(*args: str, check: bool = True) -> str:
     if check and out.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {out.stderr.strip()}")
     return out.stdout
+
+
+def training_jobs(names: list[str], output: Path) -> list[str]:
+    """This soak's running jobs that are training a run (its heartbeat names the job and is not finished),
+    as ``squeue`` names them; a job still importing torch or finding its run done is not one of them."""
+    training = set()
+    for directory in run_dirs(output):
+        beat = directory.read_heartbeat() or {}
+        if beat.get("slurm_job_id") and not beat.get("finished"):
+            training.add(str(beat["slurm_job_id"]))
+    rows = slurm("squeue", "-h", "-r", "-t", "RUNNING", "-o", "%A %i", "-n", ",".join(names)).split("\n")
+    return [row.split()[1] for row in rows if row.strip() and row.split()[0] in training]
 
 
 def queued_jobs(names: list[str], state: str | None = None) -> list[str]:
@@ -103,6 +118,8 @@ class FaultInjector:
     log: Callable[[str], None] = print
     requeue_now: bool = False  # let a requeued job start at once instead of after SLURM's requeue delay
     injected: Counter = field(default_factory=Counter)
+    hit_training: Counter = field(default_factory=Counter)  # scancels/requeues that stopped a training run
+    misses: int = 0
     syncs: list[subprocess.Popen] = field(default_factory=list)
 
     def plan(self) -> list[str]:
@@ -127,9 +144,15 @@ class FaultInjector:
 
     def inject(self, kind: str) -> bool:
         if kind in (SCANCEL, REQUEUE):
-            running = queued_jobs(self.job_names, "RUNNING")
+            # a job that trains a run; after MISSES_BEFORE_ANY tries without one, any running job
+            running = training_jobs(self.job_names, self.launchers.output)
+            hit_training = bool(running)
+            if not running and self.misses >= MISSES_BEFORE_ANY:
+                running = queued_jobs(self.job_names, "RUNNING")
             if not running:
+                self.misses += 1
                 return False
+            self.misses = 0
             job = self.rng.choice(running)
             if kind == SCANCEL:
                 slurm("scancel", job)
@@ -140,7 +163,9 @@ class FaultInjector:
                 if self.requeue_now:  # SLURM holds a requeued job back (131 s measured here): skip the wait
                     subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"],
                                    capture_output=True)
-            self.log(f"fault: {kind} {job}")
+            self.log(f"fault: {kind} {job}" + (" (training a run)" if hit_training else ""))
+            if hit_training:
+                self.hit_training[kind] += 1
             return True
         if kind == DRAIN:
             node = slurm("sinfo", "-h", "-N", "-o", "%N").split()[0]
