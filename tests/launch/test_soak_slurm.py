@@ -17,6 +17,7 @@ def test_short_soak_loses_duplicates_and_changes_nothing(slurm_cluster, tmp_path
     report = run_soak(SoakConfig(size=SHORT, work=tmp_path, seed=1, per_kind=1, every_s=3.0,
                                  requeue_now=True))
     summary = "\n".join(report.lines())
+    print(summary)  # the figures, shown with pytest -s
     verdict = report.verdict
     assert verdict.runs == SHORT.runs == 16
     assert verdict.done == 15, summary  # all but the run that diverges by design
