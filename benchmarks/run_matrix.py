@@ -156,7 +156,9 @@ def launch(args: argparse.Namespace, grid: str, specs: list, output: Path, prove
     if not args.no_sync:
         from benchmarks.tracking.mlflow_sync import experiment_page, sync_runs
 
-        counts = sync_runs(output, args.tracking_uri, grid)
+        # each run goes to the experiment of the grid that first launched it (its spec.json), as with
+        # sync_mlflow.py: this sync copies every run of the output, also other grids' runs sharing it
+        counts = sync_runs(output, args.tracking_uri)
         print(f"MLflow sync: {counts}")
         print(experiment_page(output, args.tracking_uri, grid) or "")
     final = states(specs, output)

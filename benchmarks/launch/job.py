@@ -28,7 +28,16 @@ CLAIM_POLL_S = 5.0  # how often a worker whose run is claimed elsewhere looks ag
 
 
 class RunJob(submitit.helpers.Checkpointable):
-    """Trains one run in a launcher's worker; requeued by submitit on preemption/time-out, it resumes."""
+    """Trains one run in a launcher's worker; requeued by submitit on preemption/time-out, it resumes.
+
+    ``launched_at`` is when the launch read the run states and made this callable (it is pickled with every
+    job it submits): a run that failed before then is retried on purpose, one that another job failed since
+    (a second launcher's, or a killed launcher's still-queued job) is not trained again; the job reports
+    that failure (FailedElsewhere).
+    """
+
+    def __init__(self) -> None:
+        self.launched_at = time.time()
 
     def __call__(self, spec_dict: dict[str, Any], output: str, grid: str | None, data_root: str | None,
                  device: str, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -44,7 +53,7 @@ class RunJob(submitit.helpers.Checkpointable):
         while True:
             try:
                 result = run(spec, Path(output), grid=grid, data_root=data_root, device=device,
-                             provenance=provenance)
+                             provenance=provenance, failed_after=getattr(self, "launched_at", None))
                 break
             except RunClaimed as claimed:
                 # Another launcher's worker (or the job this one requeues) trains it. Wait, then take its

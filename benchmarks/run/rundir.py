@@ -50,6 +50,11 @@ class RunClaimed(RuntimeError):
     """Another live process holds the run's claim: it is being trained elsewhere."""
 
 
+class FailedElsewhere(RuntimeError):
+    """Another job of the same run failed it for good after this job was submitted (two launchers, a
+    relaunch while the first launch's jobs were queued): that failure is this job's outcome too."""
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
@@ -277,6 +282,16 @@ class RunDir:
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
+
+    def raise_if_failed_since(self, since: float) -> None:
+        """Raise FailedElsewhere when the run failed for good (not interrupted) at or after ``since``.
+
+        A launch retries a failed run on purpose; a job submitted before that failure was meant to train the
+        run once, which the failing job already did, so it must not train it again."""
+        failure = self.read_failure() if self.failed_path.exists() else None
+        if failure and not failure.get("interrupted") and float(failure.get("time", 0.0)) >= since:
+            raise FailedElsewhere(f"run {self.run_id} failed in another job after this one was submitted: "
+                                  f"{failure.get('error')}")
 
     def clear_failure(self) -> None:
         self.failed_path.unlink(missing_ok=True)

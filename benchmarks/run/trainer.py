@@ -43,7 +43,8 @@ Log = Callable[[str], None]
 def run(spec: RunSpec | TtaSpec, output: Path, *, grid: str | None = None, data_root: str | None = None,
         device: str = "auto", channels_last: bool = True, max_epochs: int | None = None,
         log: Log = print, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-        eval_test: bool = True, provenance: dict[str, Any] | None = None) -> ResultRecord | None:
+        eval_test: bool = True, provenance: dict[str, Any] | None = None,
+        failed_after: float | None = None) -> ResultRecord | None:
     """Train ``spec`` into ``<output>/runs/<run_id>``; returns the result, or None if stopped early.
 
     A finished run is returned as is. An interrupted one resumes from its checkpoint. ``max_epochs`` stops
@@ -55,6 +56,8 @@ def run(spec: RunSpec | TtaSpec, output: Path, *, grid: str | None = None, data_
 
     The run is claimed first (``RunDir.claim``): when another live process is training it, RunClaimed is
     raised and nothing of the run is touched, so concurrent launchers and requeued jobs never train it twice.
+    With ``failed_after`` (a job's submission time), a failure recorded since then by another job is raised
+    as FailedElsewhere instead of training the run again.
     """
     if isinstance(spec, TtaSpec):  # test-time adaptation of a finished quantized run: its own runner
         from benchmarks.run.tta_runner import run_tta
@@ -67,6 +70,8 @@ def run(spec: RunSpec | TtaSpec, output: Path, *, grid: str | None = None, data_
     with directory.claim():
         if directory.is_done():  # finished by the previous owner while this process waited to start
             return directory.read_result()
+        if failed_after is not None:  # checked under the claim: the failing job wrote it before releasing
+            directory.raise_if_failed_since(failed_after)
         _write_spec(directory, spec, grid, provenance)
         log = _logging_to(directory, log)
         try:
