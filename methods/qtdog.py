@@ -4,7 +4,7 @@ What the authors' code (``saqibjaved1/QT-DoG``) does, and what this file does (`
 
 * LSQ on **weights only**, one step size per output channel, signed range [−2^(b−1), 2^(b−1)−1] (7 bits by
   default; any ``w_bits``), step init s_c = 2·mean|w_c|/√Q_P, step-gradient scale 1/√(Q_P·numel(W)) (the whole
-  tensor's numel even per channel, as their code). The kernel is LSQ's (``methods/lsq.py``).
+  tensor's numel even per channel, as their code). The kernel is LSQ's (``methods/lsq_kernel.py``).
 * Activations untouched; only ``Conv2d`` layers are quantized, every ``Linear`` stays full precision. The stem
   conv is quantized too (their ``excepts`` never matches, see the docs); ``layer_policy first=fp`` keeps it
   FP.
@@ -26,7 +26,7 @@ from torch import nn
 from methods.base import ActQuantizer, LayerPolicy, LossFn, QuantMethod, WeightQuantizer
 from methods.context import DomainBatch
 from methods.layers import QuantConv2d
-from methods.lsq import lsq_quantize, lsq_range
+from methods.lsq_kernel import lsq_quantize, lsq_range
 from methods.registry import register
 
 
