@@ -60,12 +60,17 @@ class Recipe:
     warmup_epochs: int = 0
     steps_per_epoch: int | None = None  # cap on steps per epoch (quick profiles); None = one pass
     amp: str = "none"  # "bf16" autocast (only on CUDA)
+    # torch.compile the network's features (benchmarks/run/compile_step.py); not bit-identical to eager, so
+    # part of the run's identity, but only when true (existing run ids stay as they were).
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"invalid schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"invalid amp {self.amp!r}; valid: {', '.join(AMP_MODES)}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"invalid recipe compile {self.compile!r}; valid: true, false")
         _check_int("epochs", self.epochs, low=1)
         _check_int("batch_size", self.batch_size, low=1)
         _check_number("lr", self.lr, low=0.0, low_open=True)
@@ -160,6 +165,8 @@ class RunSpec:
 def _recipe_dict(recipe: Recipe) -> dict[str, Any]:
     data = asdict(recipe)
     data["milestones"] = list(recipe.milestones)
+    if not recipe.compile:  # the default stays out of the identity: run ids from before the field hold
+        del data["compile"]
     return data
 
 

@@ -18,6 +18,7 @@ from benchmarks.data.splits import stratified_split
 from benchmarks.data.tasks import build_task
 from benchmarks.run.batches import Batches
 from benchmarks.run.checkpoint import CheckpointUnusable, apply_checkpoint, read_checkpoint, save_checkpoint
+from benchmarks.run.compile_step import compile_features, plan_compile
 from benchmarks.run.divergence import DivergenceWatch
 from benchmarks.run.labels import bits_label
 from benchmarks.run.result import ResultRecord
@@ -132,6 +133,10 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         log(f"[{spec.run_id}] resuming after epoch {state['epoch']}")
     else:
         calibrate(model.net, next(loader.epoch(0, 0))[0])
+    if spec.recipe.compile:  # after calibration, which initialises the quantizers eagerly
+        parts = len(task.sources) + (len(task.targets) if use_targets else 0)
+        plan = plan_compile(model.net, device, parts)
+        log(f"[{spec.run_id}] {compile_features(model.net, plan, spec.recipe.batch_size)}")
 
     tally: dict[str, Any] = {}  # the running accuracy and GRL coefficient of the current epoch
     loss_fn = make_loss_fn(model, method, context, device, spec.recipe.amp, tally)
