@@ -82,9 +82,9 @@ class AdmmCorrelation(nn.Module):
         self.pending.append(d.detach())
 
     def reserve(self, batch_size: int) -> None:
-        """Grow the buffers for ``batch_size`` now: what the first forward of that size would do, with the same
-        values (the seed depends on the run seed, the layer and the size only). ``torch.compile`` cannot trace
-        the growth (a host generator), so a compiled run reserves before its first compiled forward."""
+        """Grow the buffers for ``batch_size`` now, as the first forward of that size would (same values: the
+        seed depends on the run seed, the layer and the size only). ``torch.compile`` cannot trace the growth
+        (a host generator), so a compiled run reserves before its first compiled forward."""
         self._ensure_size(batch_size, self.d_tilde.device)
 
     def _ensure_size(self, b: int, device: torch.device) -> None:

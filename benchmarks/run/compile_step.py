@@ -65,6 +65,9 @@ def compile_features(net: nn.Module, plan: CompilePlan, batch_size: int) -> str:
     dict, checkpoints and the eager ``forward`` code are untouched); returns a line for the log. Static
     shapes: a last, smaller evaluation batch compiles once more instead of every graph carrying symbolic
     sizes. Modules that grow state on a batch size they first see (ADMM observers) ``reserve`` it first."""
+    # Each model compiles its own graphs (dynamo guards on the module); a process that builds many models (a
+    # tuning study, the speed benchmark) would pass the default limit of 8 and fall back to eager silently.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     for module in net.modules():
         reserve = getattr(module, "reserve", None)
         if callable(reserve):
