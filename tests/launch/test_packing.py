@@ -45,7 +45,8 @@ def _kill_self() -> None:
 
 def test_a_pack_runs_members_as_processes_and_reports_each_failure(tmp_path):
     files = [str(tmp_path / f"m{i}") for i in range(2)]
-    members = [("a", _write, (files[0],)), ("b", _boom, ()), ("c", _kill_self, ()), ("d", _write, (files[1],))]
+    members = [("a", _write, (files[0],)), ("b", _boom, ()), ("c", _kill_self, ()),
+               ("d", _write, (files[1],))]
     with pytest.raises(PackFailed) as info:
         PackedJob()(members)
     assert str(info.value) == ("2 of 4 packed runs failed: b: ValueError: member broke; "
