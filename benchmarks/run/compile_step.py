@@ -1,11 +1,11 @@
-"""Compiled steps (issue 18): ``torch.compile`` of a prepared network's ``features()``, and whether its steps
-may be captured as CUDA graphs.
+"""Compiled steps (issue 18): ``torch.compile`` of a prepared network's ``features()`` and ``classify()``, and
+whether its steps may be captured as CUDA graphs.
 
-``features()`` is what both the training loss and evaluation call, and where every quantizer runs, so one
-compiled function serves training (forward + the AOT-compiled backward) and evaluation; the loss, optimizer
-step and method hooks stay eager. The quantizers trace their composite ops under compilation
-(``methods.quant.compiling``) and the compiler fuses them; compiled results are therefore close to eager
-results but not bit-identical (``docs/speed.md``).
+``features()`` and ``classify()`` are what both the training loss and evaluation call, and where every
+quantizer runs, so the same compiled functions serve training (forward + the AOT-compiled backward) and
+evaluation; the loss hooks, optimizer step and ``post_step`` stay eager. The quantizers trace their composite
+ops under compilation (``methods.quant.compiling``) and the compiler fuses them; compiled results are
+therefore close to eager results but not bit-identical (``docs/speed.md``).
 
 CUDA graphs (``mode="reduce-overhead"``) replay a recorded step: each replay writes its outputs into the same
 memory. A method whose hooks keep a forward's tensors past the step would see them overwritten, so such a
@@ -72,6 +72,6 @@ def compile_features(net: nn.Module, plan: CompilePlan, batch_size: int) -> str:
         reserve = getattr(module, "reserve", None)
         if callable(reserve):
             reserve(batch_size)
-    net.classify = torch.compile(net.classify, mode=plan.mode, dynamic=False)  # type: ignore[method-assign]
-    net.features = torch.compile(net.features, mode=plan.mode, dynamic=False)  # type: ignore[method-assign]
+    for name in ("features", "classify"):
+        setattr(net, name, torch.compile(getattr(net, name), mode=plan.mode, dynamic=False))
     return plan.describe()

@@ -27,10 +27,18 @@ def capture_label(setup: Setup) -> str:
     return "yes" if setup.plan.cuda_graphs else "no: " + "; ".join(setup.plan.blockers)
 
 
+def _stepper(setup: Setup, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> Callable[[int], Any]:
+    return lambda i: train_step(setup, *batches[i % len(batches)])
+
+
+def _evaluator(setup: Setup, batches: list[tuple[torch.Tensor, torch.Tensor]], amp: str,
+               device: torch.device) -> Callable[[int], Any]:
+    return lambda i: eval_step(setup, batches[i % len(batches)][0], amp, device)
+
+
 def bench_compiled(specs: list[str], opts: Options, device: torch.device, profile: int,
                    log: Callable[[str], None]) -> list[dict[str, Any]]:
     batches = batch_pool(opts, device)
-    n = len(batches)
     blocks = max(1, math.ceil(opts.steps / opts.block))
     compiled_opts, eager_opts = replace(opts, compile=True), replace(opts, compile=False)
     start = time.perf_counter()
@@ -51,12 +59,12 @@ def bench_compiled(specs: list[str], opts: Options, device: torch.device, profil
             row["compile_s"] = time.perf_counter() - t0
             for s in setups.values():
                 s.model.train()
-            t = interleaved({k: (lambda i, s=s: train_step(s, *batches[i % n])) for k, s in setups.items()},
+            t = interleaved({k: _stepper(s, batches) for k, s in setups.items()},
                             blocks, opts.block, opts.warmup, device)
             for s in setups.values():
                 s.model.eval()
-            e = interleaved({k: (lambda i, s=s: eval_step(s, batches[i % n][0], opts.amp, device))
-                             for k, s in setups.items()}, blocks, opts.block, opts.warmup, device)
+            e = interleaved({k: _evaluator(s, batches, opts.amp, device) for k, s in setups.items()},
+                            blocks, opts.block, opts.warmup, device)
             for s in setups.values():
                 s.model.train()
             train_ms = 1e3 * statistics.median(t["compiled"])
