@@ -35,6 +35,15 @@ def _spec(method: str, compile: bool) -> RunSpec:
                    w_bits=4, a_bits=4, fp_recipe=FP)
 
 
+def test_compile_is_in_the_run_id_only_when_true() -> None:
+    eager, compiled = _spec("lsq", False), _spec("lsq", True)
+    assert "compile" not in eager.to_dict()["recipe"]  # ids of runs from before the option hold
+    assert compiled.to_dict()["recipe"]["compile"] is True and compiled.run_id != eager.run_id
+    assert RunSpec.from_dict(compiled.to_dict()).run_id == compiled.run_id
+    with pytest.raises(ValueError, match=r"^invalid recipe compile 'yes'; valid: true, false$"):
+        Recipe(epochs=1, compile="yes")  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def output(tmp_path_factory):
     path = tmp_path_factory.mktemp("compiled")
