@@ -20,6 +20,8 @@ Examples:
   # fused kernels vs the composites they replaced
   python benchmarks/bench_speed.py --methods lsq,lsq@reference
   python benchmarks/bench_speed.py --device cuda --amp bf16 --compile --steps 200 --block 10
+  # compiled vs compiled FP and vs eager, per method (issue 18)
+  python benchmarks/bench_speed.py --compile --vs-eager --methods lsq,dorefa --no-pipeline --no-overhead
 Output: a Markdown table on stdout and a CSV (``--out``, default reports/speed.csv). No numbers are asserted.
 """
 
@@ -41,6 +43,7 @@ from benchmarks.cli.args import OneLineParser, fail, parse_bits
 from benchmarks.cli.checks import check_device, check_int, check_output_dir
 from benchmarks.run.labels import bits_label
 from benchmarks.run.trainer_parts import pick_device
+from benchmarks.speed.compiled import bench_compiled
 from benchmarks.speed.extras import bench_overhead, bench_pipeline
 from benchmarks.speed.measure import (
     cpu_peak_rss_mb,
@@ -188,7 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--amp", default="none", choices=("none", "bf16"), help="bf16 autocast (CUDA only)")
-    p.add_argument("--compile", action="store_true", help="torch.compile each model's features()")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile each model's features() and classify(), as a compiled run does")
+    p.add_argument("--vs-eager", action="store_true",
+                   help="with --compile: each method compiled against compiled FP and against itself eager, "
+                   "interleaved in one process (replaces the step table)")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --compile on CUDA: capture steps as CUDA graphs where the method allows it")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -269,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         channels_last=args.channels_last,
         amp=args.amp,
         compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
         seed=args.seed,
     )
     if args.memory_child is not None:
@@ -284,7 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         f"bench_speed: {device_label(device)}, torch {torch.__version__}, {opts.arch} W{w_bits}/A{a_bits}, "
         f"batch {opts.batch_size}, methods {', '.join(specs)}"
     )
-    rows = bench_methods(specs, opts, device, args.memory, args.profile, log)
+    if args.vs_eager and not args.compile:
+        return fail("--vs-eager compares compiled with eager steps; valid: with --compile")
+    if args.vs_eager:
+        rows = bench_compiled(specs, opts, device, args.profile, log)
+    else:
+        rows = bench_methods(specs, opts, device, args.memory, args.profile, log)
     if args.pipeline:
         rows += bench_pipeline(opts, device, args.pipeline_images)
     if args.overhead:

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="local launcher: runs at once (one GPU each if any)")
     p.add_argument("--slurm-profile", default="local", help="slurm/profiles/<name>.yaml or a path")
+    p.add_argument("--runs-per-gpu", type=int, default=1,
+                   help="pack this many runs into one job, as concurrent processes sharing its GPU "
+                   "(slurm: default from the profile's runs_per_gpu)")
     p.add_argument("--no-wait", action="store_true", help="slurm: submit and return without monitoring")
     p.add_argument("--output", default=None, help="output directory (default outputs/<grid name>)")
     p.add_argument("--hparams", default="default",
@@ -78,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile not in PROFILES:
             raise ValueError(f"unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}")
         get_launcher(args.launcher)
+        if args.runs_per_gpu < 1:
+            raise ValueError(f"invalid --runs-per-gpu {args.runs_per_gpu}; expected an integer >= 1")
         if args.hparams not in ("default", "tuned"):
             raise ValueError(f"unknown --hparams {args.hparams!r}; valid: default, tuned")
         if args.follow and not args.logs:
@@ -142,7 +147,8 @@ def launch(args: argparse.Namespace, grid: str, specs: list, output: Path, prove
     try:
         report = launch_runs(specs, args.launcher, GridLaunch(
             output=output, grid=grid, data_root=args.data_root, device=args.device, workers=args.workers,
-            slurm_profile=args.slurm_profile, wait=not args.no_wait, provenance=provenance,
+            slurm_profile=args.slurm_profile, runs_per_gpu=args.runs_per_gpu, wait=not args.no_wait,
+            provenance=provenance,
             log=monitor.message if monitor else print, progress_lines=False))
     finally:
         if monitor is not None:

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="outputs/single", help="output directory (runs/<run_id> inside)")
     p.add_argument("--data-root", default=None, help="data directory (default $QBENCH_DATA_ROOT or ./data)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training and evaluation steps (close to eager, not bit-identical: "
+                   "another run id; docs/speed.md)")
     return p
 
 
@@ -58,10 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         policy = parse_layer_policy(args.first_last)
         task = TaskSpec(args.dataset, args.target, args.protocol)
         recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
-                        weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch)
+                        weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch,
+                        compile=args.compile)
         fp_recipe = Recipe(epochs=args.fp_epochs, batch_size=args.batch_size, lr=args.fp_lr,
                            schedule="cosine",
-                           weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch)
+                           weight_decay=args.weight_decay, steps_per_epoch=args.steps_per_epoch,
+                           compile=args.compile)
         from methods import method_class
 
         if method_class(args.method).kind == "ptq":

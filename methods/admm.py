@@ -81,6 +81,12 @@ class AdmmCorrelation(nn.Module):
         self.loss = admm_layer_loss(d, self.d_tilde[:b, :b], self.gamma[:b, :b], self.mu, self.rho)
         self.pending.append(d.detach())
 
+    def reserve(self, batch_size: int) -> None:
+        """Grow the buffers for ``batch_size`` now, as the first forward of that size would (same values: the
+        seed depends on the run seed, the layer and the size only). ``torch.compile`` cannot trace the growth
+        (a host generator), so a compiled run reserves before its first compiled forward."""
+        self._ensure_size(batch_size, self.d_tilde.device)
+
     def _ensure_size(self, b: int, device: torch.device) -> None:
         size = self.d_tilde.shape[0]
         if b <= size:
@@ -152,7 +158,11 @@ def _admm_modules(model: nn.Module) -> list[AdmmCorrelation]:
 
 def admm_loss(model: nn.Module) -> torch.Tensor | None:
     """Σ_l loss_l of the latest training forward, or None where no ADMM layer produced one."""
-    losses = [loss for m in _admm_modules(model) if (loss := m.take_loss()) is not None]
+    losses = []
+    for m in _admm_modules(model):  # a loop, not a comprehension with ``:=``: torch.compile traces this
+        loss = m.take_loss()
+        if loss is not None:
+            losses.append(loss)
     return torch.stack([loss.float() for loss in losses]).sum() if losses else None
 
 

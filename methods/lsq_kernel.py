@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from methods.quant import grad_scale, needs_graph, round_exact_, round_ste
+from methods.quant import compiling, grad_scale, needs_graph, round_exact_, round_ste
 
 
 def lsq_range(bits: int, signed: bool) -> tuple[int, int]:
@@ -71,6 +71,8 @@ class _LsqQuantize(torch.autograd.Function):
 
 def lsq_quantize(v: torch.Tensor, step: torch.Tensor, q_n: int, q_p: int, scale: float) -> torch.Tensor:
     """Equation L1 with the L5 gradient scale on the step size."""
+    if compiling():  # the composite: the compiler fuses it (the fused node is for eager mode)
+        return lsq_quantize_reference(v, step, q_n, q_p, scale)
     s = grad_scale(step, scale)
     if not needs_graph(v, s):  # evaluation: the same values, in place on one buffer
         return round_exact_((v / s).clamp(-q_n, q_p)).mul_(s)  # clamp out of place: the composite's strides

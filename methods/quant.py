@@ -55,6 +55,14 @@ def needs_graph(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+def compiling() -> bool:
+    """Whether ``torch.compile`` is tracing this call. The fused kernels below exist for eager mode (fewer
+    passes and buffers, bit-identical to their composites); under compilation the composite is traced
+    instead, which the compiler fuses itself and which has no in-place ``out=`` tricks or
+    ``once_differentiable`` nodes for it to trip over (``docs/speed.md``, compiled steps)."""
+    return torch.compiler.is_compiling()
+
+
 SQRT1_2 = 1.0 / math.sqrt(2.0)
 TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)  # erf'(s) = 2/√π·exp(−s²), the constant of autograd's ErfBackward
 
@@ -95,7 +103,7 @@ def keeps_layout_through_unary_ops(x: torch.Tensor) -> bool:
 
 def normal_cdf(x: torch.Tensor) -> torch.Tensor:
     """Φ(x) of the standard normal; its gradient is φ(x) (bit-identical to ``normal_cdf_reference``)."""
-    if not keeps_layout_through_unary_ops(x):
+    if compiling() or not keeps_layout_through_unary_ops(x):
         return normal_cdf_reference(x)  # rare and small (see above): the composite itself, strides and all
     if not needs_graph(x):
         return (x * SQRT1_2).erf_().add_(1.0).mul_(0.5)
@@ -133,6 +141,8 @@ class _QuantizeUnit(torch.autograd.Function):
 def quantize_unit(u: torch.Tensor, bits: int) -> torch.Tensor:
     """Quantize u ∈ [0, 1] onto the 2^k-level grid {0, 1/n, …, 1}, n = 2^k − 1, with STE (DoReFa D1)."""
     n = float(2**bits - 1)
+    if compiling():
+        return quantize_unit_reference(u, bits)
     if not needs_graph(u):
         return round_exact_(u * n).div_(n)
     return _QuantizeUnit.apply(u, n, None, None)
@@ -141,6 +151,8 @@ def quantize_unit(u: torch.Tensor, bits: int) -> torch.Tensor:
 def clamp_quantize_unit(u: torch.Tensor, lo: float, hi: float, bits: int) -> torch.Tensor:
     """``quantize_unit(torch.clamp(u, lo, hi), bits)`` in one node (DoReFa D4's activation path)."""
     n = float(2**bits - 1)
+    if compiling():
+        return quantize_unit_reference(torch.clamp(u, lo, hi), bits)
     if not needs_graph(u):
         return round_exact_(u.clamp(lo, hi).mul_(n)).div_(n)
     return _QuantizeUnit.apply(u, n, float(lo), float(hi))
@@ -199,6 +211,9 @@ class _BatchStandardize(torch.autograd.Function):
 def batch_standardize(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x − μ)/√(σ² + ε) per channel with the batch's statistics; returns (standardised x, μ, σ²), μ and σ²
     without gradient. Bit-identical to ``batch_standardize_reference``, values and gradient."""
+    if compiling():
+        standardized, mean, var = batch_standardize_reference(x, eps)
+        return standardized, mean.detach(), var.detach()
     if not needs_graph(x):
         with torch.no_grad():
             return batch_standardize_reference(x, eps)
@@ -248,6 +263,8 @@ class _CdfGrid(torch.autograd.Function):
 def cdf_grid(u: torch.Tensor, bits: int, alpha: float) -> torch.Tensor:
     """Form C3: map a CDF value u ∈ [0, 1] to α·(2·round(n·u)/n − 1): exactly 2^k levels in [−α, α]."""
     n = float(2**bits - 1)
+    if compiling():
+        return cdf_grid_reference(u, bits, alpha)
     if not needs_graph(u):
         return _grid_forward_(u * n, n, float(alpha))
     return _CdfGrid.apply(u, n, float(alpha))

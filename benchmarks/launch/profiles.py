@@ -16,6 +16,7 @@ every key is optional and falls back to the default in ``DEFAULTS``:
 ``additional_parameters``  extra ``#SBATCH --key=value`` lines, e.g. ``{account: proj, qos: normal}``
 ``signal_delay_s``         seconds before the time limit at which SLURM sends the requeue signal (USR2)
 ``max_num_timeout``        how often a timed-out checkpointable job is requeued (submitit constructor arg)
+``runs_per_gpu``           runs packed into one job as concurrent processes sharing its GPU (default 1)
 =========================  ===============================================================================
 
 ``submitit_parameters(profile)`` gives the kwargs of ``AutoExecutor.update_parameters``;
@@ -44,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "additional_parameters": {},
     "signal_delay_s": 90,
     "max_num_timeout": 3,
+    "runs_per_gpu": 1,  # runs packed into one job, sharing its GPU (benchmarks/launch/packing.py)
 }
 VALID_KEYS: tuple[str, ...] = tuple(DEFAULTS)
 
@@ -104,6 +106,7 @@ def validate_profile(raw: Any, source: str = "<profile>") -> dict[str, Any]:
         ("max_array_size", 1),
         ("signal_delay_s", 0),
         ("max_num_timeout", 0),
+        ("runs_per_gpu", 1),
     ):
         if not _is_int(prof[key]) or prof[key] < lowest:
             raise bad(key, f"an integer >= {lowest}")

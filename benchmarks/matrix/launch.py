@@ -11,6 +11,8 @@ from typing import Any
 
 from benchmarks.launch.job import RunJob
 from benchmarks.launch.options import LaunchOptions, LaunchReport, Log
+from benchmarks.launch.packing import launch_packed
+from benchmarks.launch.profiles import load_slurm_profile
 from benchmarks.launch.registry import get_launcher
 from benchmarks.launch.requests import JobRequest
 from benchmarks.matrix.expand import states
@@ -29,6 +31,7 @@ class GridLaunch:
     device: str = "auto"
     workers: int = 1
     slurm_profile: str = "local"
+    runs_per_gpu: int = 1  # >1: packs of this many runs share one job and its GPU (launch/packing.py)
     wait: bool = True
     poll_s: float = 5.0
     log: Log = print
@@ -65,12 +68,13 @@ def launch_runs(specs: list[RunSpec], launcher: str, options: GridLaunch) -> Lau
         options.log(f"submitting {len(requests)} runs to SLURM ({fp} FP, {len(requests) - fp} QAT); "
                     "a QAT run waits only for its own FP parent")
     try:
-        launched = run_launcher(requests, LaunchOptions(
+        launched = launch_packed(run_launcher, requests, LaunchOptions(
             folder=output / "submitit", workers=options.workers, slurm_profile=options.slurm_profile,
             job_name=job_name(options.grid), wait=options.wait, poll_s=options.poll_s,
             log=options.log,
             succeeded=lambda run_id: RunDir.of(output, run_id).is_done(),
-            progress=(lambda: progress_line(specs, output)) if options.progress_lines else None))
+            progress=(lambda: progress_line(specs, output)) if options.progress_lines else None),
+            runs_per_gpu_of(launcher, options))
     except KeyboardInterrupt:
         if launcher != "slurm":  # SLURM jobs are the cluster's: they go on, and record their own state
             mark_interrupted([r.key for r in requests], output)
@@ -81,6 +85,13 @@ def launch_runs(specs: list[RunSpec], launcher: str, options: GridLaunch) -> Lau
     report.blocked.update({key: blocked_reason(by_id[key], output) or f"FP parent {reason}"
                            for key, reason in launched.blocked.items()})
     return report
+
+
+def runs_per_gpu_of(launcher: str, options: GridLaunch) -> int:
+    """``--runs-per-gpu`` when given (more than 1), else the SLURM profile's ``runs_per_gpu``, else 1."""
+    if options.runs_per_gpu != 1 or launcher != "slurm":
+        return options.runs_per_gpu
+    return int(load_slurm_profile(options.slurm_profile)["runs_per_gpu"])
 
 
 def _job_args(spec: RunSpec, options: GridLaunch) -> tuple[Any, ...]:

@@ -79,6 +79,9 @@ class Recipe:
     checkpoint_every_steps: int | None = None
     checkpoint_every_minutes: float | None = None
     optimizer: str = "sgd"  # left out of the identity while "sgd", so existing run ids stay
+    # torch.compile the network's features (benchmarks/run/compile_step.py); not bit-identical to eager, so
+    # part of the run's identity, but only when true (existing run ids stay as they were).
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -87,6 +90,8 @@ class Recipe:
             raise ValueError(f"invalid schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"invalid amp {self.amp!r}; valid: {', '.join(AMP_MODES)}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"invalid recipe compile {self.compile!r}; valid: true, false")
         _check_int("epochs", self.epochs, low=1)
         _check_int("batch_size", self.batch_size, low=1)
         _check_number("lr", self.lr, low=0.0, low_open=True)
@@ -199,7 +204,8 @@ class RunSpec:
 # Recipe fields added after run ids were first published: written only when they differ from these defaults,
 # so every earlier spec keeps its id.
 LATER_DEFAULTS: dict[str, Any] = {"processes": 1, "nodes": 1, "sync_bn": True, "checkpoint_every_steps": None,
-                                  "checkpoint_every_minutes": None, "optimizer": "sgd"}
+                                  "checkpoint_every_minutes": None, "optimizer": "sgd",
+                                  "compile": False}
 # Recipe keys that never change a run's results: kept in spec.json, left out of the run id.
 NOT_IDENTITY = ("nodes", "checkpoint_every_steps", "checkpoint_every_minutes")
 

@@ -21,6 +21,7 @@ from benchmarks.data.tasks import build_task
 from benchmarks.run import distributed
 from benchmarks.run.batches import Batches
 from benchmarks.run.checkpoint import CheckpointUnusable, apply_checkpoint, read_checkpoint, save_checkpoint
+from benchmarks.run.compile_step import compile_features, plan_compile
 from benchmarks.run.divergence import DivergenceWatch
 from benchmarks.run.labels import bits_label
 from benchmarks.run.ptq_runner import run_ptq
@@ -153,6 +154,10 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         log(f"[{spec.run_id}] resuming after epoch {state['epoch']}")
     else:
         calibrate(model.net, next(loader.epoch(0, 0))[0])
+    if spec.recipe.compile:  # after calibration, which initialises the quantizers eagerly
+        parts = len(task.sources) + (len(task.targets) if use_targets else 0)
+        plan = plan_compile(model.net, device, parts)
+        log(f"[{spec.run_id}] {compile_features(model.net, plan, spec.recipe.batch_size)}")
     position, resumed_tallies = resume_position(state)
     parallel = distributed.join(model, optimizer, loader, spec.recipe, spec.seed, resumed=resumed)
     step_checkpoints = StepCheckpoints(spec.recipe, parallel)

@@ -26,6 +26,12 @@ CSV_FIELDS = [
     "fp_eval_ms",
     "eval_ratio",
     "eval_img_s",
+    "eager_train_ms",
+    "compile_speedup",
+    "eager_eval_ms",
+    "compile_s",
+    "cuda_graphs",
+    "runs",
     "peak_mb",
     "fp_peak_mb",
     "memory_kind",
@@ -79,7 +85,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             )
         if steps[0].get("memory_kind"):
             out.append(f"\nMemory: {steps[0]['memory_kind']}.")
-    other = [r for r in rows if r["section"] != "step"]
+    out += compiled_markdown([r for r in rows if r["section"] == "compiled"])
+    other = [r for r in rows if r["section"] not in ("step", "compiled")]
     if other:
         out.append("\n| section | what | value | unit | note |")
         out.append("| --- | --- | ---: | --- | --- |")
@@ -93,6 +100,26 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 f"| {r['section']} | {r['method']} | {value} | {r.get('unit', '')} | {r.get('note', '')} |"
             )
     return "\n".join(out)
+
+
+def compiled_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """The compiled section: each compiled method against compiled FP and against itself in eager mode."""
+    if not rows:
+        return []
+    out = ["\n### Compiled steps — ×compiled FP, and eager/compiled (speed-up) of the same method\n",
+           "| method | train ms | compiled FP train ms | train ×FP | eager train ms | eager/compiled "
+           "| eval ×FP | compiling s | CUDA graphs |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        if r.get("error"):
+            out.append(f"| {r['method']} | error: {r['error']} |" + " |" * 7)
+            continue
+        out.append(f"| {r['method']} | {_fmt(r['train_ms'])} | {_fmt(r['fp_train_ms'])} | "
+                   f"**{_fmt(r['train_ratio'])}** | {_fmt(r['eager_train_ms'])} | "
+                   f"**{_fmt(r['compile_speedup'])}** | {_fmt(r['eval_ratio'])} | "
+                   f"{_fmt(r['compile_s'], 0)} | "
+                   f"{r['cuda_graphs']} |")
+    return out
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -15,6 +15,7 @@ from benchmarks.cli.args import parse_hparams
 from benchmarks.data.base import ImageTensors
 from benchmarks.data.batches import iterate_batches
 from benchmarks.models import build_model
+from benchmarks.run.compile_step import CompilePlan, compile_features, plan_compile
 from benchmarks.run.spec import Recipe
 from benchmarks.run.trainer_parts import TaskModel, amp_context, make_loss_fn, make_optimizer
 from methods import (
@@ -64,6 +65,7 @@ class Options:
     channels_last: bool = True
     amp: str = "none"
     compile: bool = False
+    cuda_graphs: bool = True  # with compile on CUDA: mode reduce-overhead where the method allows it
     seed: int = 0
     lr: float = 0.01
 
@@ -80,6 +82,7 @@ class Setup:
     loss_fn: Callable[[DomainBatch], torch.Tensor]
     tally: dict[str, Any] = field(default_factory=dict)
     reference: bool = False  # run with the pre-speed-work composites (REFERENCE_KERNELS)
+    plan: CompilePlan | None = None  # how it was compiled (None: eager)
 
 
 @contextlib.contextmanager
@@ -166,14 +169,16 @@ def build_setup(spec: str, opts: Options, device: torch.device, calib_x: torch.T
         calibrate(model.net, calib_x)
     model.train()
     optimizer = make_optimizer(model, recipe)
-    if opts.compile:
-        model.net.features = torch.compile(model.net.features)  # features() is what training and eval call
+    plan = None
+    if opts.compile:  # as a compiled run: features() and classify(), CUDA graphs where the method allows
+        plan = plan_compile(model.net, device, cuda_graphs=opts.cuda_graphs)
+        compile_features(model.net, plan, opts.batch_size)
     loss_fn = (
         make_loss_fn(model, method, context, device, opts.amp, tally)
         if method is not None
         else _peer_loss_fn(model, device, opts.amp, tally)
     )
-    return Setup(spec, model, method, optimizer, context, loss_fn, tally, spec.endswith(REFERENCE))
+    return Setup(spec, model, method, optimizer, context, loss_fn, tally, spec.endswith(REFERENCE), plan)
 
 
 # ------------------------------------------------------------------------------------------------ stepping

@@ -130,3 +130,30 @@ def test_benchmark_step_is_the_methods_training_step(spec):
     loss = bench_speed.train_step(setup, *batches[0])
     assert torch.isfinite(loss)
     assert any(not torch.equal(a, p) for a, p in zip(before, setup.model.parameters()))
+
+
+def test_vs_eager_needs_compile(capsys):
+    assert bench_speed.main(["--vs-eager", "--device", "cpu", "--methods", "lsq"]) == 2
+    assert capsys.readouterr().err.strip().endswith("valid: with --compile")
+
+
+@pytest.mark.slow  # dynamo traces three models twice: about 2 min on the loaded 2-core CPU
+def test_compiled_section_reports_ratios_speedup_and_capture(tmp_path, capsys, monkeypatch):
+    """The plumbing of ``--compile --vs-eager`` on a tiny model; inductor's code generation is swapped for
+    AOT autograd with eager kernels (the same graphs, seconds instead of minutes)."""
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile_(fn, backend="aot_eager", dynamic=False))
+    out = tmp_path / "compiled.csv"
+    code = bench_speed.main(["--compile", "--vs-eager", "--arch", "dann_digits", "--input-size", "28",
+                             "--batch-size", "4", "--steps", "2", "--warmup", "1", "--pool", "2", "--device",
+                             "cpu", "--methods", "lsq,alignq", "--no-pipeline", "--no-overhead", "--out",
+                             str(out)])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "### Compiled steps" in table and "error" not in table
+    rows = list(csv.DictReader(out.open()))
+    assert [r["method"] for r in rows] == ["lsq", "alignq"]
+    for r in rows:
+        assert r["section"] == "compiled" and float(r["train_ratio"]) > 0 and float(r["compile_speedup"]) > 0
+        assert r["cuda_graphs"].startswith("no: CUDA graphs need a CUDA device")
+    assert "ADMM observers" in rows[1]["cuda_graphs"]  # AlignQ's default: its ADMM terms block capture
