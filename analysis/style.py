@@ -49,6 +49,9 @@ _BUILTIN: dict[str, tuple[str, str, LineStyle]] = {
     "emaq": (OKABE_ITO["vermillion"], "P", (0, (10, 2))),
     "emaq-lt": (OKABE_ITO["sky_blue"], "X", (0, (3, 1, 3, 1, 1, 1))),
 }
+# The methods with a palette entry of their own (the papers' seven); every other method, QT-DoG, EoQ and the
+# post-training and test-time methods included, takes a spare entry below.
+STYLED_METHODS: tuple[str, ...] = tuple(_BUILTIN)
 # For methods registered later: the remaining Okabe–Ito hue is too light on white (yellow), so Tol's dark
 # and muted hues, chosen to stay apart from the seven above in normal vision and under simulated
 # deuteranopia (the test checks both); markers and dashes the built-ins do not use.

@@ -17,7 +17,7 @@ from analysis.collect import collect_runs, read_curves
 from analysis.figure_compare import build_hmt_bars, build_metric_vs_bits, build_per_class, build_shift_heatmap
 from analysis.figure_curves import build_training_curves, fp_epochs, widen_qat
 from analysis.figure_reliability import build_reliability
-from analysis.style import SPARE_COLORS, SPARE_DASHES, SPARE_MARKERS, method_style, styles_for
+from analysis.style import SPARE_COLORS, SPARE_DASHES, SPARE_MARKERS, STYLED_METHODS, method_style, styles_for
 from benchmarks.run.labels import METHOD_DISPLAY, METHOD_ORDER
 from tests.analysis.fixtures import make_sweep
 
@@ -78,20 +78,20 @@ def test_simulation_sanity():
 
 @pytest.mark.parametrize("vision", ["deuteranopia", "protanopia", "normal"])
 def test_builtin_method_colours_stay_apart(vision):
-    colors = {m: method_style(m).color for m in METHOD_ORDER}
+    colors = {m: method_style(m).color for m in STYLED_METHODS}
     dist, a, b = closest_pair(colors, vision)
     assert dist >= MIN_DELTA_E, f"{a} and {b} are only ΔE {dist:.1f} apart under {vision}"
 
 
 def test_threshold_rejects_the_old_tab10_palette():
     tab10 = [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab10"].colors]
-    old = dict(zip(METHOD_ORDER[1:], tab10))  # lsq, dorefa, alignq, climbq, emaq, emaq-lt as it coloured them
+    old = dict(zip(STYLED_METHODS[1:], tab10))  # as tab10 coloured lsq … emaq-lt
     assert closest_pair(old, "deuteranopia")[0] < MIN_DELTA_E
 
 
 @pytest.mark.parametrize("vision", ["deuteranopia", "normal"])
 def test_spare_colours_stay_apart_from_builtins_and_each_other(vision):
-    builtin = [method_style(m).color for m in METHOD_ORDER]
+    builtin = [method_style(m).color for m in STYLED_METHODS]
     for spare in SPARE_COLORS:
         closest = min(delta_e(spare, b, vision) for b in builtin)
         assert closest >= MIN_DELTA_E_SPARE, f"{spare} within ΔE {closest:.1f} of a built-in ({vision})"
@@ -100,7 +100,7 @@ def test_spare_colours_stay_apart_from_builtins_and_each_other(vision):
 
 def test_markers_and_line_styles_pairwise_distinct():
     """Built-in and spare entries together: a method never depends on colour alone."""
-    styles = [method_style(m) for m in METHOD_ORDER]
+    styles = [method_style(m) for m in STYLED_METHODS]
     markers = [s.marker for s in styles] + list(SPARE_MARKERS)
     dashes = [str(s.linestyle) for s in styles] + [str(d) for d in SPARE_DASHES]
     assert len(set(markers)) == len(markers)
@@ -109,20 +109,20 @@ def test_markers_and_line_styles_pairwise_distinct():
 
 
 def test_every_builtin_style_is_distinct_as_a_whole():
-    triples = [(s.color, s.marker, str(s.linestyle)) for s in map(method_style, METHOD_ORDER)]
+    triples = [(s.color, s.marker, str(s.linestyle)) for s in map(method_style, STYLED_METHODS)]
     assert len(set(triples)) == len(triples)
     assert [method_style(m).label for m in METHOD_ORDER] == [METHOD_DISPLAY[m] for m in METHOD_ORDER]
 
 
 def test_new_methods_get_distinct_spare_styles():
     new = [f"newq{i}" for i in range(len(SPARE_COLORS))]
-    styles = styles_for(list(METHOD_ORDER) + new)
-    builtin_colors = {method_style(m).color for m in METHOD_ORDER}
+    styles = styles_for(list(STYLED_METHODS) + new)
+    builtin_colors = {method_style(m).color for m in STYLED_METHODS}
     colors = [styles[m].color for m in new]
     assert len(set(colors)) == len(colors) and not set(colors) & builtin_colors
     assert len({styles[m].marker for m in new}) == len(new)
     assert styles_for(["newq3"])["newq3"] == method_style("newq3")  # alone: the hashed slot
-    assert all(styles[m] == method_style(m) for m in METHOD_ORDER)
+    assert all(styles[m] == method_style(m) for m in STYLED_METHODS)
     assert styles_for(new) == styles_for(reversed(new))  # order of appearance does not matter
 
 
