@@ -61,6 +61,11 @@ def run_label(spec: RunSpec) -> str:
             f"{spec.arch} s{spec.seed}")
 
 
+def _epochs_of(spec: RunSpec) -> int:
+    """Epochs a run trains; a test-time adaptation run (one pass over its stream) counts as one."""
+    return spec.recipe.epochs if isinstance(spec, RunSpec) else 1
+
+
 def take_snapshot(specs: list[RunSpec], output: Path, workers: int = 1, now: float | None = None) -> Snapshot:
     """Read every run's directory once. The ETA is the runs still to go times the median duration of the
     finished ones (their ``result.json`` wall time), divided over the workers; before any run has finished,
@@ -75,7 +80,7 @@ def take_snapshot(specs: list[RunSpec], output: Path, workers: int = 1, now: flo
         if status == RunState.RUNNING.value:
             started = _mtime(directory.spec_path) or now
             snap.running.append(RunningRun(spec.run_id, run_label(spec), _epochs_done(directory),
-                                           spec.recipe.epochs, max(0.0, now - started)))
+                                           _epochs_of(spec), max(0.0, now - started)))
         elif status == RunState.FAILED.value:
             snap.failed[spec.run_id] = reason or "no error recorded"
         elif status == RunState.DONE.value:

@@ -150,3 +150,21 @@ def test_ctrl_c_stops_workers_and_records_runs_as_interrupted(tmp_path):
     status = Path(f"/proc/{worker}/status")
     assert not status.exists() or "\nState:\tZ" in status.read_text()  # gone (or a zombie awaiting init)
     assert not list(output.rglob("*.tmp"))
+
+
+def test_the_view_follows_ptq_and_tta_runs_too(tmp_path):
+    """A grid of FP, post-training and test-time adaptation runs (the TTA spec has no recipe of its own)."""
+    from benchmarks.matrix.grids import parse_grid
+
+    grid = parse_grid({
+        "name": "mixed", "methods": ["fp", "rtn"], "bits": ["4/4"], "seeds": [0],
+        "tasks": [{"dataset": "optdigits", "archs": ["dann_digits"], "recipe": "r"}],
+        "recipes": {"r": {"full": {"fp": {"epochs": 2}, "qat": {"epochs": 1}}}},
+        "tta": {"methods": ["source"], "parents": ["rtn"], "streams": {"full": {"size": 10}}}})
+    specs = expand(grid, "full", Filters())
+    assert len(specs) == 3
+    output = tmp_path / "out"
+    for spec in specs:
+        _start(output, spec, 0)
+    snap = take_snapshot(specs, output)
+    assert len(snap.running) == 3 and sorted(r.epochs for r in snap.running) == [1, 2, 2]
