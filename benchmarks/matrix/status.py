@@ -70,6 +70,14 @@ def progress_line(specs: list[RunSpec], output: Path) -> str:
             f"blocked {counts[BLOCKED]} | total {len(specs)}")
 
 
+def _method_column(spec: RunSpec) -> str:
+    """The method; a test-time adaptation run also names its quantized parent's method (``tent<lsq``)."""
+    parent = spec.parent()
+    if parent is not None and parent.method != "fp":
+        return f"{spec.method}<{parent.method}"
+    return spec.method
+
+
 def print_runs(specs: list[RunSpec], output: Path, show_all: bool, echo: Echo = print) -> None:
     """Counts by status, every blocked and failed run with its reason, and the GPU-hours still to spend;
     ``show_all`` (``--dry-run``) lists every run first."""
@@ -77,9 +85,9 @@ def print_runs(specs: list[RunSpec], output: Path, show_all: bool, echo: Echo = 
 
     statuses = run_statuses(specs, output)
     if show_all:
-        echo(f"{'run_id':16}  {'state':12}  {'method':8}  {'bits':6}  {'task':30}  {'arch':18}  seed  gpus")
+        echo(f"{'run_id':16}  {'state':12}  {'method':14}  {'bits':6}  {'task':30}  {'arch':18}  seed  gpus")
         for spec in specs:
-            echo(f"{spec.run_id:16}  {statuses[spec.run_id][0]:12}  {spec.method:8}  "
+            echo(f"{spec.run_id:16}  {statuses[spec.run_id][0]:12}  {_method_column(spec):14}  "
                  f"{bits_label(spec.w_bits, spec.a_bits, spec.method):6}  {spec.task.label:30}  "
                  f"{spec.arch:18}  {spec.seed:4}  {spec.processes}")
     counts = Counter(status for status, _ in statuses.values())

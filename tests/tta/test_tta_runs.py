@@ -76,9 +76,11 @@ def test_dry_run_lists_the_tta_runs(tmp_path, capsys):
     assert run_matrix.main(args) == 0
     out = capsys.readouterr().out
     listed = [line.split() for line in out.splitlines() if re.match(r"^[0-9a-f]{16}  ", line)]
-    assert len(listed) == 19 and all(row[1] == "not_launched" for row in listed)
-    assert sorted(row[2] for row in listed if row[3] == "W4/A4") == ["bn", "cotta", "lsq", "source", "tent",
-                                                                     "ttaq"]
+    # FP, then LSQ and TTAQ-recon's PTQ at three W/A, then five TTA methods on each of those six parents
+    assert len(listed) == 1 + 6 + 30 and all(row[1] == "not_launched" for row in listed)
+    assert sorted(row[2] for row in listed if row[3] == "W4/A4") == sorted(
+        ["lsq", "ttaq"] + [f"{tta}<{parent}" for tta in ("bn", "cotta", "source", "tent", "ttaq")
+                           for parent in ("lsq", "ttaq")])
 
 
 TINY_GRID = """
