@@ -267,6 +267,8 @@ def collect_mlflow(tracking_uri: str, experiment_names: list[str]) -> tuple[pd.D
                 status = DONE if result is not None else (FAILED if mlflow_status == FAILED else INCOMPLETE)
             spec_record = result_data or _download_json(run, RunDir.SPEC, tracking_uri, tmp) \
                 or {"spec": _unflatten(run.data.params), "grid": tags.get("grid")}
+            if (spec_record.get("spec") or {}).get("kind") == "tta":
+                continue  # as from run dirs: test-time adaptation runs go to analysis/tta_table.py
             # without the metrics.jsonl artifact the selection rules fall back to result.json's values
             history = None
             if status == DONE:

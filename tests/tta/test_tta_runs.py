@@ -126,3 +126,12 @@ def test_tiny_stream_end_to_end(tmp_path):
                              "quick", "--status", "--output", str(output)], cwd=REPO, capture_output=True,
                             text=True)
     assert "done 7" in status.stdout, status.stdout
+    # Through MLflow, as from the run dirs: the tables of test accuracy leave the TTA runs to tta_table.py.
+    from analysis.collect import collect_mlflow, collect_runs
+    from benchmarks.tracking.mlflow_sync import sync_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sync_runs(output, uri, log=lambda _: None)
+    from_disk = collect_runs(output)[0]
+    from_mlflow = collect_mlflow(uri, ["tta-tiny"])[0]
+    assert sorted(from_mlflow["method"]) == sorted(from_disk["method"]) == ["fp", "lsq"]
