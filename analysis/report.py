@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: import `analysis` from the repo root, and never let a module
     # of analysis/ (stats.py, ...) shadow a top-level module of the same name, as the script's folder would
@@ -185,6 +186,21 @@ def write_index(out: Path, source: str, selection: str, tables: list[Table], cov
     return index
 
 
+def _write_tta(rows: list[dict[str, Any]], tables_dir: Path) -> str:
+    """tables/tta.{md,csv}: online error per corruption in stream order and the mean (CoTTA's layout)."""
+    from analysis.tta_table import to_markdown as tta_markdown
+    from analysis.tta_table import tta_tables
+
+    tables = tta_tables(rows)
+    markdown = "\n".join(tta_markdown(title, frame) for title, frame in tables)
+    (tables_dir / "tta.md").write_text(markdown)
+    everything = pd.concat([frame.assign(table=title) for title, frame in tables])
+    everything.to_csv(tables_dir / "tta.csv", index=False, lineterminator="\n")
+    (tables_dir / "tta.tex").write_text(frame_latex(everything, "Continual test-time adaptation", "tta",
+                                                    "Online error (%) per corruption in stream order."))
+    return markdown
+
+
 def _aggregate_markdown(agg: Aggregate) -> str:
     return (frame_markdown(agg.summary, "IQM and probability of improvement", agg.summary_caption)
             + "\n" + frame_markdown(agg.ranks, "Mean ranks", agg.ranks_caption))
@@ -193,8 +209,10 @@ def _aggregate_markdown(agg: Aggregate) -> str:
 def make_report(runs_df: pd.DataFrame, curves: pd.DataFrame, out: Path, source: str,
                 selection: str = DEFAULT_RULE, seeds: list[int] | None = None,
                 figure_formats: tuple[str, ...] = ("png", "pdf"), baseline: str = DEFAULT_BASELINE,
-                bootstrap_reps: int = IQM_REPS, bootstrap_seed: int = 0) -> tuple[Path, list[Table]]:
-    """Write the whole report folder; returns the index path and the paper tables written."""
+                bootstrap_reps: int = IQM_REPS, bootstrap_seed: int = 0,
+                tta_rows: list[dict[str, Any]] | None = None) -> tuple[Path, list[Table]]:
+    """Write the whole report folder; returns the index path and the paper tables written. ``tta_rows``
+    (``analysis.tta_table.collect_tta``): continual test-time adaptation runs, a section in CoTTA's layout."""
     selection = get_rule(selection).name
     tables_dir = out / "tables"
     tables_dir.mkdir(parents=True, exist_ok=True)
@@ -224,6 +242,8 @@ def make_report(runs_df: pd.DataFrame, curves: pd.DataFrame, out: Path, source: 
         "Ours vs published": (["ours_vs_published"], _write_frame(ovp, tables_dir, "ours_vs_published",
                                                                 "Ours vs published", ovp_caption)),
     }
+    if tta_rows:
+        sections["Continual test-time adaptation"] = (["tta"], _write_tta(tta_rows, tables_dir))
     made, made_aggregate = {}, {}
     if figure_formats:
         from analysis.aggregate_figures import aggregate_figures  # matplotlib only when figures are wanted
@@ -240,9 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seeds = _check_args(parser, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    tta_rows = None
     try:
         if args.runs:
+            from analysis.tta_table import collect_tta
+
             runs_df, info = collect_runs(args.runs)
+            tta_rows = collect_tta(Path(args.runs))
             curves = read_curves(runs_df["source"].tolist())
             source = args.runs
         else:
@@ -254,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     formats = () if args.no_figures else tuple(args.figure_formats.split(","))
     index, tables = make_report(runs_df, curves, Path(args.out), source, args.selection, seeds, formats,
-                                args.baseline, args.bootstrap_reps, args.bootstrap_seed)
+                                args.baseline, args.bootstrap_reps, args.bootstrap_seed, tta_rows)
     print(info.summary())
     print(to_markdown(tables[0]) if tables else "No finished runs: no tables (see the coverage table).")
     print(f"Report: {index}")

@@ -135,3 +135,10 @@ def test_tiny_stream_end_to_end(tmp_path):
     from_disk = collect_runs(output)[0]
     from_mlflow = collect_mlflow(uri, ["tta-tiny"])[0]
     assert sorted(from_mlflow["method"]) == sorted(from_disk["method"]) == ["fp", "lsq"]
+    # ... and the report of the output has the TTA section in CoTTA's layout beside the accuracy tables.
+    from analysis import report
+
+    assert report.main(["--runs", str(output), "--out", str(tmp_path / "report"), "--no-figures"]) == 0
+    index = (tmp_path / "report" / "index.md").read_text()
+    assert "## Continual test-time adaptation" in index and "| gaussian | fog | jpeg | mean |" in index
+    assert (tmp_path / "report" / "tables" / "tta.tex").is_file()
