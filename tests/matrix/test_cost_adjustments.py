@@ -60,12 +60,17 @@ def test_packed_runs_divide_by_the_measured_packing_gain(tmp_path, monkeypatch):
     assert "runs_per_gpu 4: no packing record, no gain assumed" in cost.adjustments_line(False, 4)
     packing = {"date": "2030-01-04", "device": "a test device", "command": "bench_speed.py --packed 2",
                "runs": 2, "aggregate_over_single": 1.6}
-    _ratios(tmp_path, monkeypatch, packing_cpu=packing)
+    _ratios(tmp_path, monkeypatch, packing_cpu=packing)  # a CPU gain is named, not applied to GPU-hours
+    assert cost.gpu_hours(qat, runs_per_gpu=4) == pytest.approx(alone)
+    line = cost.adjustments_line(False, 4)
+    assert "no packing record, no gain assumed" in line and "packing_cpu" in line and "not applied" in line
+    cpu = {**packing, "aggregate_over_single": 9.0}
+    _ratios(tmp_path, monkeypatch, packing_cpu=cpu, packing_cuda=packing)  # the GPU record is applied
     assert cost.gpu_hours(qat, runs_per_gpu=4) == pytest.approx(alone / 1.6)
     assert cost.gpu_hours(qat, runs_per_gpu=1) == pytest.approx(alone)
     assert cost.adjustments_line(False, 1) == ""
     line = cost.adjustments_line(False, 4)
-    assert "/ 1.60" in line and "packing_cpu" in line and "2030-01-04" in line and "a test device" in line
+    assert "/ 1.60" in line and "packing_cuda" in line and "2030-01-04" in line and "a test device" in line
     # the dry run packs as --runs-per-gpu says, and prints which record it used
     out = subprocess.run([sys.executable, str(REPO / "benchmarks/run_matrix.py"), "--grid", "smoke",
                           "--dry-run", "--runs-per-gpu", "2", "--output", str(tmp_path / "out")],
