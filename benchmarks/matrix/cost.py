@@ -110,7 +110,7 @@ def adjustments_line(compiled: bool, runs_per_gpu: int) -> str:
         parts.append(f"runs_per_gpu {runs_per_gpu}: GPU-hours / {found[1]['aggregate_over_single']:.2f}, "
                      f"the packing gain of {found[1].get('runs')} runs in {found[0]} measured "
                      f"{found[1].get('date')} on {found[1].get('device')}" if found else
-                     f"runs_per_gpu {runs_per_gpu}: no packing record, no gain assumed"
+                     f"runs_per_gpu {runs_per_gpu}: no GPU packing record, no gain assumed"
                      + _shown_only())
     return "; ".join(parts)
 

@@ -57,13 +57,14 @@ def test_packed_runs_divide_by_the_measured_packing_gain(tmp_path, monkeypatch):
     _ratios(tmp_path, monkeypatch)
     alone = cost.gpu_hours(qat)
     assert cost.gpu_hours(qat, runs_per_gpu=4) == pytest.approx(alone)
-    assert "runs_per_gpu 4: no packing record, no gain assumed" in cost.adjustments_line(False, 4)
+    assert "runs_per_gpu 4: no GPU packing record, no gain assumed" in cost.adjustments_line(False, 4)
     packing = {"date": "2030-01-04", "device": "a test device", "command": "bench_speed.py --packed 2",
                "runs": 2, "aggregate_over_single": 1.6}
     _ratios(tmp_path, monkeypatch, packing_cpu=packing)  # a CPU gain is named, not applied to GPU-hours
     assert cost.gpu_hours(qat, runs_per_gpu=4) == pytest.approx(alone)
     line = cost.adjustments_line(False, 4)
-    assert "no packing record, no gain assumed" in line and "packing_cpu" in line and "not applied" in line
+    assert "no GPU packing record, no gain assumed" in line
+    assert "packing_cpu" in line and "not applied" in line
     cpu = {**packing, "aggregate_over_single": 9.0}
     _ratios(tmp_path, monkeypatch, packing_cpu=cpu, packing_cuda=packing)  # the GPU record is applied
     assert cost.gpu_hours(qat, runs_per_gpu=4) == pytest.approx(alone / 1.6)
