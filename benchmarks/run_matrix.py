@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         try:  # the estimate packs runs as the launch would (--runs-per-gpu or the SLURM profile's)
             packing = runs_per_gpu_of(args.launcher, GridLaunch(output=output, grid=grid.name,
                                       runs_per_gpu=args.runs_per_gpu, slurm_profile=args.slurm_profile))
-        except ValueError as err:
+        except (ValueError, OSError) as err:  # a missing or bad SLURM profile: one line, as a launch says
             return fail(str(err))
         print_runs(specs, output, show_all=args.dry_run, runs_per_gpu=packing)
         return 0
