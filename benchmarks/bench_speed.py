@@ -22,6 +22,8 @@ Examples:
   python benchmarks/bench_speed.py --device cuda --amp bf16 --compile --steps 200 --block 10
   # compiled vs compiled FP and vs eager, per method (issue 18)
   python benchmarks/bench_speed.py --compile --vs-eager --methods lsq,dorefa --no-pipeline --no-overhead
+  # packing gain: 4 concurrent runs sharing the device against one alone, as runs_per_gpu=4 (issue 18)
+  python benchmarks/bench_speed.py --packed 4 --methods lsq --no-pipeline --no-overhead
 Output: a Markdown table on stdout and a CSV (``--out``, default reports/speed.csv). No numbers are asserted.
 """
 
@@ -53,6 +55,7 @@ from benchmarks.speed.measure import (
     profile_top_ops,
     step_memory,
 )
+from benchmarks.speed.packed import bench_packed, packed_lines
 from benchmarks.speed.report import device_label, markdown, write_csv
 from benchmarks.speed.setup import (
     PEER,
@@ -198,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "interleaved in one process (replaces the step table)")
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
                    help="with --compile on CUDA: capture steps as CUDA graphs where the method allows it")
+    p.add_argument("--packed", type=int, default=0, metavar="N",
+                   help="aggregate training images/s of N concurrent runs (one process each, sharing the "
+                   "device, as runs_per_gpu=N) against one run alone, per method (replaces the step table)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -253,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         w_bits, a_bits = parse_bits(args.bits)
         check_device(args.device)
         for flag, low in (("batch_size", 1), ("steps", 1), ("warmup", 0), ("block", 1), ("pool", 1),
-                          ("threads", 1), ("num_classes", 2), ("input_size", 8), ("profile", 0)):
+                          ("threads", 1), ("num_classes", 2), ("input_size", 8), ("profile", 0),
+                          ("packed", 0)):
             check_int(f"--{flag.replace('_', '-')}", getattr(args, flag), low)
         check_output_dir(Path(args.out).parent, "--out")
         device = pick_device(args.device)
@@ -296,8 +303,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.vs_eager and not args.compile:
         return fail("--vs-eager compares compiled with eager steps; valid: with --compile")
+    if args.packed and (args.vs_eager or PEER in specs):
+        return fail("--packed times methods' training runs; valid: without --vs-eager and the peer")
     if args.vs_eager:
         rows = bench_compiled(specs, opts, device, args.profile, log)
+    elif args.packed:
+        rows = []
+        for spec in specs:
+            rows.append(bench_packed(spec, opts, args.packed))
+            command = " ".join([Path(sys.executable).name, "benchmarks/bench_speed.py", *(
+                sys.argv[1:] if argv is None else argv)])
+            print("\n".join(packed_lines(rows[-1], device_label(device), command)), flush=True)
     else:
         rows = bench_methods(specs, opts, device, args.memory, args.profile, log)
     if args.pipeline:

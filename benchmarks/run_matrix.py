@@ -110,7 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.matrix.status import delete_incomplete, print_runs
 
     if args.dry_run or args.status:
-        print_runs(specs, output, show_all=args.dry_run)
+        from benchmarks.matrix.launch import GridLaunch, runs_per_gpu_of
+
+        try:  # the estimate packs runs as the launch would (--runs-per-gpu or the SLURM profile's)
+            packing = runs_per_gpu_of(args.launcher, GridLaunch(output=output, grid=grid.name,
+                                      runs_per_gpu=args.runs_per_gpu, slurm_profile=args.slurm_profile))
+        except (ValueError, OSError) as err:  # a missing or bad SLURM profile: one line, as a launch says
+            return fail(str(err))
+        print_runs(specs, output, show_all=args.dry_run, runs_per_gpu=packing)
         return 0
     if args.delete_incomplete:
         deleted = delete_incomplete(specs, output)

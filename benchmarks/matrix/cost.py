@@ -4,7 +4,16 @@ training throughputs per architecture, and each method's measured training-step 
 The FP throughputs are assumptions for one modern data-centre GPU at fp32 and are printed as such. The
 per-method ratios are data, not code: ``measured_ratios.json`` beside this file holds them with the date,
 device and command that measured them (``benchmarks/bench_speed.py``); ``$QBENCH_COST_RATIOS`` names another
-file. The dry run prints where its ratios came from."""
+file. The dry run prints where its ratios came from.
+
+Two more records in that file adjust the estimate (issue 18), each with its own date, device and command:
+a ``compiled_*`` record (the compiled step's speed-up over eager, per method; ``compiled_cuda`` when
+measured on a GPU, else ``compiled_cpu``) for runs whose recipe has ``compile: true``, and a ``packing_cuda``
+record (aggregate images/s of N concurrent runs over one alone, ``bench_speed.py --packed N``) dividing
+GPU-hours when ``runs_per_gpu`` > 1. Without such a record nothing is assumed, and the dry run says so. A
+``packing_cpu`` record is shown, never applied: on a CPU the gain measures how N one-thread processes fare
+against one multi-threaded process on shared cores (on a loaded VM it swung 2.9-13.5x between repeats),
+which says nothing about N runs sharing a GPU."""
 from __future__ import annotations
 
 import json
@@ -63,6 +72,55 @@ def source_line() -> str:
             f"batch {m.get('batch_size')}; {ratios_path().name})")
 
 
+# Device-specific (GPU) records first: the step ratios above are GPU measurements.
+COMPILED_KEYS = ("compiled_cuda", "compiled_cpu")
+PACKING_KEYS = ("packing_cuda",)  # applied; the CPU record is only named (see the module's docstring)
+PACKING_SHOWN = ("packing_cpu",)
+
+
+def _record(keys: tuple[str, ...]) -> tuple[str, dict[str, Any]] | None:
+    m = measurement()
+    return next(((key, m[key]) for key in keys if isinstance(m.get(key), dict)), None)
+
+
+def compile_speedup(method: str) -> float:
+    """Eager step time over compiled step time of ``method`` (1: no record, or the method not in it)."""
+    found = _record(COMPILED_KEYS)
+    return float(found[1].get("eager_over_compiled", {}).get(method, 1.0)) if found else 1.0
+
+
+def packing_gain(runs_per_gpu: int) -> float:
+    """Aggregate throughput of a pack over one run alone (1: no packing, or no packing record)."""
+    found = _record(PACKING_KEYS)
+    if runs_per_gpu <= 1 or found is None:
+        return 1.0
+    return float(found[1]["aggregate_over_single"])
+
+
+def adjustments_line(compiled: bool, runs_per_gpu: int) -> str:
+    """Which compiled and packing records the estimate used (or that none was), for the dry run."""
+    parts = []
+    if compiled:
+        found = _record(COMPILED_KEYS)
+        parts.append(f"compile: true runs use {found[0]} (eager/compiled per method) measured "
+                     f"{found[1].get('date')} on {found[1].get('device')}" if found else
+                     "compile: true runs: no compiled record, eager cost assumed")
+    if runs_per_gpu > 1:
+        found = _record(PACKING_KEYS)
+        parts.append(f"runs_per_gpu {runs_per_gpu}: GPU-hours / {found[1]['aggregate_over_single']:.2f}, "
+                     f"the packing gain of {found[1].get('runs')} runs in {found[0]} measured "
+                     f"{found[1].get('date')} on {found[1].get('device')}" if found else
+                     f"runs_per_gpu {runs_per_gpu}: no GPU packing record, no gain assumed"
+                     + _shown_only())
+    return "; ".join(parts)
+
+
+def _shown_only() -> str:
+    found = _record(PACKING_SHOWN)
+    return (f" ({found[0]}, {found[1].get('aggregate_over_single')}x measured {found[1].get('date')} on "
+            f"{found[1].get('device')}, is not applied to GPU-hours)" if found else "")
+
+
 def train_images(dataset: str, val_fraction: float) -> int:
     base, lt = parse_name(dataset)
     n = NOMINAL_TRAIN_IMAGES.get(base, 50000)
@@ -74,10 +132,12 @@ def train_images(dataset: str, val_fraction: float) -> int:
 
 
 def step_ratio(spec: RunSpec) -> float:
-    """A training step of ``spec``'s method relative to FP, as measured with the method's default options
-    (AlignQ with ADMM off is cheaper than this; it has no GPU measurement of its own)."""
+    """A training step of ``spec``'s method relative to eager FP, as measured with the method's default
+    options (AlignQ with ADMM off is cheaper than this; it has no GPU measurement of its own); a compiled
+    run's step is divided by the measured compile speed-up of its method."""
     ratios = measured_step_ratios()
-    return ratios.get(spec.method, max(ratios.values()))  # a method not measured yet: the costliest one
+    ratio = ratios.get(spec.method, max(ratios.values()))  # a method not measured yet: the costliest one
+    return ratio / compile_speedup(spec.method) if spec.recipe.compile else ratio
 
 
 def ptq_gpu_hours(spec: RunSpec) -> float:
@@ -89,8 +149,13 @@ def ptq_gpu_hours(spec: RunSpec) -> float:
     return images / ASSUMED_IMAGES_PER_S.get(spec.arch, 5000) * EVAL_OVERHEAD / 3600
 
 
-def gpu_hours(spec: RunSpec | TtaSpec) -> float:
-    """Estimated GPU-hours of one run (its FP parent counted separately)."""
+def gpu_hours(spec: RunSpec | TtaSpec, runs_per_gpu: int = 1) -> float:
+    """Estimated GPU-hours of one run (its FP parent counted separately); packed ``runs_per_gpu`` to a GPU,
+    its share of the GPU's hours (divided by the measured packing gain)."""
+    return _alone_gpu_hours(spec) / packing_gain(runs_per_gpu)
+
+
+def _alone_gpu_hours(spec: RunSpec | TtaSpec) -> float:
     if isinstance(spec, TtaSpec):
         return tta_gpu_hours(spec)
     if method_class(spec.method).kind == "ptq":

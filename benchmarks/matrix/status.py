@@ -78,10 +78,12 @@ def _method_column(spec: RunSpec) -> str:
     return spec.method
 
 
-def print_runs(specs: list[RunSpec], output: Path, show_all: bool, echo: Echo = print) -> None:
-    """Counts by status, every blocked and failed run with its reason, and the GPU-hours still to spend;
-    ``show_all`` (``--dry-run``) lists every run first."""
-    from benchmarks.matrix.cost import ASSUMED_IMAGES_PER_S, gpu_hours, source_line
+def print_runs(specs: list[RunSpec], output: Path, show_all: bool, echo: Echo = print,
+               runs_per_gpu: int = 1) -> None:
+    """Counts by status, every blocked and failed run with its reason, and the GPU-hours still to spend
+    (packed ``runs_per_gpu`` to a GPU as the launch would); ``show_all`` (``--dry-run``) lists every run
+    first."""
+    from benchmarks.matrix.cost import ASSUMED_IMAGES_PER_S, adjustments_line, gpu_hours, source_line
 
     statuses = run_statuses(specs, output)
     if show_all:
@@ -99,7 +101,7 @@ def print_runs(specs: list[RunSpec], output: Path, show_all: bool, echo: Echo = 
             if status == wanted:
                 echo(f"  {status} {spec.run_id}: {reason}")
     remaining = [s for s in specs if statuses[s.run_id][0] != RunState.DONE.value]
-    hours = sum(gpu_hours(s) for s in remaining)
+    hours = sum(gpu_hours(s, runs_per_gpu) for s in remaining)
     wide = [s for s in remaining if s.processes > 1]
     if wide:  # data-parallel runs: the same GPU-hours, spread over their GPUs (linear scaling assumed)
         wall = sum(gpu_hours(s) / s.processes for s in wide)
@@ -108,6 +110,10 @@ def print_runs(specs: list[RunSpec], output: Path, show_all: bool, echo: Echo = 
     echo(f"estimated GPU-hours for the {len(remaining)} runs not done: {hours:.1f} (assumed FP fp32 "
          f"images/s per arch: {ASSUMED_IMAGES_PER_S}; {source_line()}; measured at ResNet-20 size, an upper "
          "bound for larger models)")
+    adjusted = adjustments_line(any(getattr(s, "recipe", None) is not None and s.recipe.compile
+                                    for s in remaining), runs_per_gpu)
+    if adjusted:
+        echo(f"  estimate adjusted: {adjusted}")
 
 
 def delete_incomplete(specs: list[RunSpec], output: Path) -> int:

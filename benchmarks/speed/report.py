@@ -32,6 +32,8 @@ CSV_FIELDS = [
     "compile_s",
     "cuda_graphs",
     "runs",
+    "single_img_s",
+    "aggregate_img_s",
     "peak_mb",
     "fp_peak_mb",
     "memory_kind",
