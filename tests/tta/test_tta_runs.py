@@ -48,11 +48,13 @@ def test_the_tta_grid_chains_fp_quantized_and_tta_runs():
     specs = expand(load_grid("tta"), "quick")
     fp = [s for s in specs if isinstance(s, RunSpec) and s.method == "fp"]
     lsq = [s for s in specs if isinstance(s, RunSpec) and s.method == "lsq"]
+    ptq = [s for s in specs if isinstance(s, RunSpec) and s.method == "ttaq"]  # TTAQ-recon's PTQ side
     tta = [s for s in specs if isinstance(s, TtaSpec)]
-    assert len(fp) == 1 and len(lsq) == 3 and len(tta) == 15  # quick: the offline digits task only
+    assert len(fp) == 1 and len(lsq) == 3 and len(ptq) == 3 and len(tta) == 30  # quick: offline digits only
     assert {(s.w_bits, s.a_bits) for s in lsq} == {(2, 4), (4, 4), (8, 8)}
+    assert all(s.parent() == fp[0] for s in lsq + ptq)  # one FP parent for the QAT and the PTQ runs
     assert {s.method for s in tta} == {"source", "bn", "tent", "cotta", "ttaq"}
-    assert {s.parent().run_id for s in tta} == {s.run_id for s in lsq}
+    assert {s.parent().run_id for s in tta} == {s.run_id for s in lsq + ptq}
     assert all(s.stream.severity == 5 and s.stream.size == 500 for s in tta)
     full = expand(load_grid("tta"), "full")
     sources = {s.stream.source for s in full if isinstance(s, TtaSpec)}
