@@ -9,7 +9,7 @@ from methods import DomainBatch, LayerPolicy, calibrate, get_method, prepare
 from methods.layers import QuantBatchNorm2d
 from tests.helpers import training_step
 
-SIZES = {"dann_digits": (28, 28), "resnet18": (32, 32), "resnet50": (32, 32)}
+SIZES = {"dann_digits": (28, 28), "mnist_cnn": (28, 28), "resnet18": (32, 32), "resnet50": (32, 32)}
 
 
 def _model(arch):
@@ -28,6 +28,10 @@ def test_prepare_every_arch_and_policy(arch, method):
         assert (first["w_bits"], first["a_bits"], last["w_bits"], last["a_bits"]) == (8, 8, 8, 8)
         assert all(r["w_bits"] == 4 and r["a_bits"] == 4 for r in report[1:-1])
         assert all(r["act_site"] == "input" for r in report)
+    elif not any(isinstance(m, torch.nn.BatchNorm2d) for m in _model(arch).modules()):
+        # no BatchNorm (MNIST_CNN's GroupNorm): AlignQ has no activation site, and the report says so
+        assert first["w_bits"] == 4 and last["kept_fp"]
+        assert all(r["a_bits"] == 32 and r["act_site"] == "none" for r in report)
     else:  # AlignQ code convention: stem quantized, classifier FP, activations after BatchNorm
         assert first["w_bits"] == 4 and last["kept_fp"]
         assert any(r["act_site"] == "post_bn" for r in report)
