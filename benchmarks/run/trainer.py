@@ -57,14 +57,11 @@ def run(spec: RunSpec | TtaSpec, output: Path, *, grid: str | None = None, data_
 
     The run is claimed first (``RunDir.claim``): when another live process is training it, RunClaimed is
     raised and nothing of the run is touched, so concurrent launchers and requeued jobs never train it twice.
-    With ``failed_after`` (a job's submission time), a failure recorded since then by another job is raised
+    A post-training run (``ptq_runner``) and a test-time adaptation run (``tta_runner``) go through the same
+    claim, records and failure handling; only the work inside differs. With ``failed_after`` (a job's
+    submission time), a failure recorded since then by another job is raised
     as FailedElsewhere instead of training the run again.
     """
-    if isinstance(spec, TtaSpec):  # test-time adaptation of a finished quantized run: its own runner
-        from benchmarks.run.tta_runner import run_tta
-
-        return run_tta(spec, output, grid=grid, data_root=data_root, device=device, log=log,
-                       provenance=provenance)
     directory = RunDir.of(output, spec.run_id)
     if directory.is_done():
         return directory.read_result()
@@ -76,6 +73,10 @@ def run(spec: RunSpec | TtaSpec, output: Path, *, grid: str | None = None, data_
         _write_spec(directory, spec, grid, provenance)
         log = _logging_to(directory, log)
         try:
+            if isinstance(spec, TtaSpec):  # test-time adaptation of a finished quantized run: its own runner
+                from benchmarks.run.tta_runner import run_tta
+
+                return run_tta(spec, directory, Path(output), grid, data_root, pick_device(device), log)
             if method_class(spec.method).kind == "ptq":  # post-training quantization: its own runner
                 return run_ptq(spec, directory, Path(output), grid, data_root, pick_device(device), log,
                                on_epoch, eval_test)

@@ -8,9 +8,8 @@ corruption) plus a ``tta`` section with the errors in stream order, which the TT
 from __future__ import annotations
 
 import time
-import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -23,9 +22,7 @@ from benchmarks.run.labels import bits_label
 from benchmarks.run.result import Metrics, ResultRecord, Timings
 from benchmarks.run.run_model import load_finished_model
 from benchmarks.run.rundir import RunDir, atomic_write_json
-from benchmarks.run.termination import Terminated, raise_if_terminated
-from benchmarks.run.trainer import _logging_to, _write_spec
-from benchmarks.run.trainer_parts import pick_device
+from benchmarks.run.termination import raise_if_terminated
 from benchmarks.run.tta_spec import TtaSpec
 from methods import layer_report
 from methods.tta import InputNorm, get_tta
@@ -33,32 +30,10 @@ from methods.tta import InputNorm, get_tta
 Log = Callable[[str], None]
 
 
-def run_tta(spec: TtaSpec, output: Path, *, grid: str | None = None, data_root: str | None = None,
-            device: str = "auto", log: Log = print,
-            provenance: dict[str, Any] | None = None) -> ResultRecord | None:
-    """Adapt ``spec``'s parent on its stream into ``<output>/runs/<run_id>``; a finished run is returned as
-    is. Claimed first (another live process adapting it raises RunClaimed); failures go to failed.json."""
-    directory = RunDir.of(output, spec.run_id)
-    if directory.is_done():
-        return directory.read_result()
-    with directory.claim():
-        if directory.is_done():
-            return directory.read_result()
-        _write_spec(directory, spec, grid, provenance)
-        log = _logging_to(directory, log)
-        try:
-            return _adapt(spec, directory, Path(output), grid, data_root, pick_device(device), log)
-        except BaseException as err:
-            interrupted = isinstance(err, (KeyboardInterrupt, Terminated))
-            directory.write_failure(f"{type(err).__name__}: {err}", traceback.format_exc(), interrupted)
-            log(f"[{spec.run_id}] {'interrupted' if interrupted else 'FAILED'}: {type(err).__name__}: {err}")
-            raise
-        finally:
-            directory.write_heartbeat(finished=True)
-
-
-def _adapt(spec: TtaSpec, directory: RunDir, output: Path, grid: str | None, data_root: str | None,
-           device: torch.device, log: Log) -> ResultRecord:
+def run_tta(spec: TtaSpec, directory: RunDir, output: Path, grid: str | None, data_root: str | None,
+            device: torch.device, log: Log) -> ResultRecord:
+    """Adapt ``spec``'s parent on its stream into ``directory``. Called by ``trainer.run``, which claims the
+    run, writes spec.json and records failures for every kind of run."""
     wall_start = time.time()
     directory.write_heartbeat()
     directory.clear_failure()
