@@ -8,8 +8,8 @@ DomainBed's environment code (PACS ``A, C, P, S`` = art_painting, cartoon, photo
 split 80/20 in/out with DomainBed's ``split_dataset`` seeded by (trial, domain index), like the MNIST suites.
 Images are decoded once, resized to 224×224 (DomainBed's evaluation transform) and cached as uint8 tensors;
 the in-memory loading fits PACS, VLCS, OfficeHome and TerraIncognita, not DomainNet's 586,575 images (a
-streaming loader is not written yet). Nothing is downloaded: ``download=True`` is refused with the URL list's
-location (DomainBed's ``scripts/download.py``).
+streaming loader is not written yet). Nothing is downloaded unless asked: ``download=True`` fetches a missing
+suite from DomainBed's sources (``domainbed_download``).
 """
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def domain_folder(root: Path, suite: ImageSuite, domain: str) -> Path:
     base = root / suite.folder
     if not base.is_dir():
         raise FileNotFoundError(f"{suite.folder} not found at {base}; place the dataset there as "
-                                f"{base}/<domain>/<class>/<image> (DomainBed's scripts/download.py layout)")
+                                f"{base}/<domain>/<class>/<image> (DomainBed's layout), or fetch it with "
+                                "benchmarks/prepare_data.py --datasets <suite>/<domain> --download")
     folders = sorted(p for p in base.iterdir() if p.is_dir())
     if len(folders) != len(suite.domains):
         raise FileNotFoundError(f"{base} has {len(folders)} domain folders, expected {len(suite.domains)} "
@@ -56,9 +57,10 @@ def load_domainbed_images(root: Path, *, download: bool = False, verify_md5: boo
                           size: tuple[int, int] = (224, 224), suite: str, domain: str,
                           trial_seed: int = 0) -> DomainSplits:
     """Registry loader of one domain: ``train`` = its 80 % in split, ``test`` = its 20 % out split."""
-    if download:
-        raise ValueError(f"{suite} has no download here; fetch it with DomainBed's scripts/download.py and "
-                         "place it under the data root")
+    if download:  # fetched and arranged as DomainBed's download script does, once, when missing
+        from benchmarks.data.domainbed_download import download_suite
+
+        download_suite(root, suite)
     spec = IMAGE_SUITES[suite]
     folder = domain_folder(root, spec, domain)
     key = {"v": LAYOUT_VERSION, "files": folder_fingerprint(folder), "size": list(size)}
