@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from benchmarks.cli.args import parse_bits
-from benchmarks.matrix.grids import Grid, GridError
+from benchmarks.matrix.grids import Grid, GridError, GridTask
 from benchmarks.matrix.tta import tta_specs, validate_tta_spec
 from benchmarks.run.ensemble import ENSEMBLES, is_ensemble, member_specs
 from benchmarks.run.rundir import RunDir, RunState
@@ -46,9 +46,9 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
     ``provenance[run_id]`` receives the frozen file and the study it came from.
     """
     _check_filters(grid, filters)
-    def bits_of(method: str) -> list[tuple[int, int]]:
-        return [parse_bits(b) for b in grid.method_bits.get(method, grid.bits)
-                if filters.bits is None or b in filters.bits]
+    def bits_of(method: str, gtask: GridTask) -> list[tuple[int, int]]:
+        chosen = gtask.method_bits.get(method, grid.method_bits.get(method, grid.bits))
+        return [parse_bits(b) for b in chosen if filters.bits is None or b in filters.bits]
 
     methods = [m for m in grid.methods if filters.methods is None or m in filters.methods]
     fp_runs: dict[str, RunSpec] = {}
@@ -80,7 +80,7 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                     member = ENSEMBLES[method].member_method if is_ensemble(method) else method
                     # A post-training run trains nothing: it carries its parent's recipe (knobs are hparams).
                     recipe = recipes["fp"] if method_class(member).kind == "ptq" else recipes["qat"]
-                    for w, a in bits_of(method):
+                    for w, a in bits_of(method, gtask):
                         spec = base.with_(method=member, w_bits=w, a_bits=a, recipe=recipe,
                                           fp_recipe=recipes["fp"],
                                           hparams=grid.method_hparams(member, profile),

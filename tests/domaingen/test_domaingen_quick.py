@@ -21,9 +21,10 @@ RECIPE = {"batch_size": 8, "lr": 0.001, "optimizer": "adam", "weight_decay": 0.0
 
 def test_domaingen_grid_lists_its_runs():
     grid = load_grid("domaingen")
-    specs = expand(grid, "full")
+    specs = [s for s in expand(grid, "full") if s.arch == "mnist_cnn"]  # the image suites: test_images.py
     assert len(specs) == 729  # 9 tasks x 3 trials x (ERM + 3 QT-DoG + 4 more EoQ members + their 4 ERM
     #                           parents + 5 low-bit methods x 3 bits)
+    assert {s.arch for s in expand(grid, "quick")} == {"mnist_cnn"}  # the image suites are full-only
     qtdog = [s for s in specs if s.method == "qtdog"]
     assert {(s.w_bits, s.a_bits) for s in qtdog} == {(7, 32), (4, 32), (2, 32)}
     assert {s.recipe.optimizer for s in specs} == {"adam"}
