@@ -1,4 +1,5 @@
-"""DomainBed's training augmentation for its image suites, on uint8 tensor batches with the caller's generator.
+"""DomainBed's training augmentation for its image suites, on uint8 tensor batches with the caller's
+generator.
 
 DomainBed (``domainbed/datasets.py``, ``MultipleEnvironmentImageFolder``; QT-DoG's code keeps it) augments the
 training domains with::

@@ -24,10 +24,11 @@ The construction seed of the MNIST suites is the *trial* seed (the run's seed un
 so every method and every run seed of a trial sees the same domains; suites named ``...-runshuffle`` seed the
 construction from the run seed instead, as DomainBed does.
 
-The image suites (``pacs``, ``vlcs``, ``officehome``, ``terraincognita``, ``domainnet``) train with DomainBed's
-augmentation (``dg_augment.py``: the task's ``augment="domainbed"``) and evaluate the 224×224 images as
-decoded. Two name modifiers make variants of them: ``-noaug`` (DomainBed's ``data_augmentation=False``) and
-``@<px>`` (images decoded at px×px instead of 224: CPU smoke tests only), e.g. ``pacs@32``, ``pacs-noaug@64``.
+The image suites (``pacs``, ``vlcs``, ``officehome``, ``terraincognita``, ``domainnet``) train with
+DomainBed's augmentation (``dg_augment.py``: the task's ``augment="domainbed"``) and evaluate the 224×224
+images as decoded. Two name modifiers make variants of them: ``-noaug`` (DomainBed's
+``data_augmentation=False``) and ``@<px>`` (images decoded at px×px instead of 224: CPU smoke tests only),
+e.g. ``pacs@32``, ``pacs-noaug@64``.
 """
 from __future__ import annotations
 
@@ -96,8 +97,8 @@ def get_suite(name: str) -> Suite:
     suite = _SUITES.get(name) or _variant(name)
     if suite is None:
         valid = ", ".join(available_suites())
-        raise ValueError(f"unknown domain-generalization suite '{name}'; valid: {valid} (image suites also as "
-                         f"<suite>-noaug, <suite>@<px> with px >= {MIN_PX})")
+        raise ValueError(f"unknown domain-generalization suite '{name}'; valid: {valid} (image suites also "
+                         f"as <suite>-noaug, <suite>@<px> with px >= {MIN_PX})")
     return suite
 
 
@@ -152,9 +153,9 @@ def build_domaingen_task(suite_name: str, target: str | None, *, root: str | os.
         notes.update(augment=suite.augment, size=list(size))
     return TaskData(name=f"{suite.name} (test: {','.join(held)})", num_classes=info.num_classes,
                     channels=info.channels, size=(int(size[0]), int(size[1])), mean=tuple(info.mean),
-                    std=tuple(info.std), sources=sources, targets=[], val=sources[0].test.subset(torch.arange(0)),
-                    tests=tests, primary_test=f"{held[0]}:in", train_class_counts=counts, augment=suite.augment,
-                    notes=notes)
+                    std=tuple(info.std), sources=sources, targets=[],
+                    val=sources[0].test.subset(torch.arange(0)), tests=tests, primary_test=f"{held[0]}:in",
+                    train_class_counts=counts, augment=suite.augment, notes=notes)
 
 
 ROTATED_DOMAINS = ("0", "15", "30", "45", "60", "75")

@@ -115,8 +115,8 @@ class TvBottleneck(nn.Module):
 
 
 class TorchvisionResNet(Backbone):
-    def __init__(self, net: nn.Module, in_channels: int = 3, cifar_stem: bool = False, freeze_bn: bool = False,
-                 feature_dropout: float = 0.0) -> None:
+    def __init__(self, net: nn.Module, in_channels: int = 3, cifar_stem: bool = False,
+                 freeze_bn: bool = False, feature_dropout: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= feature_dropout < 1.0:
             raise ValueError(f"feature_dropout={feature_dropout} must be in [0, 1)")

@@ -1,5 +1,6 @@
 """DomainBed's image suites in the domaingen grid (full profile: ResNet-50 with frozen BatchNorm, DomainBed's
-image recipe) and end to end on a tiny fake PACS: ERM and QT-DoG through run_matrix into the DomainBed table."""
+image recipe) and end to end on a tiny fake PACS: ERM and QT-DoG through run_matrix into the DomainBed
+table."""
 from __future__ import annotations
 
 import subprocess
@@ -59,7 +60,8 @@ def test_fake_pacs_runs_erm_and_qtdog_on_the_frozen_bn_resnet50_into_the_table(t
     grid = yaml.safe_load((REPO / "benchmarks/grids/domaingen.yaml").read_text())
     recipe = {"batch_size": 4, "lr": 5e-5, "optimizer": "adam", "weight_decay": 0.0, "schedule": "constant",
               "steps_per_epoch": 2}
-    grid.update(name="domaingen-pacs-tiny", methods=["fp", "qtdog"], seeds=[0], method_bits={"qtdog": ["7/32"]},
+    grid.update(name="domaingen-pacs-tiny", methods=["fp", "qtdog"], seeds=[0],
+                method_bits={"qtdog": ["7/32"]},
                 arch_options={"resnet50": {"freeze_bn": True}},  # no ImageNet weights offline
                 tasks=[{"dataset": "pacs@32", "target": "S", "archs": ["resnet50"], "recipe": "images"}],
                 recipes={"images": {"quick": {"fp": {"epochs": 1, **recipe},  # a QT-DoG step costs ~8 s here
@@ -67,7 +69,8 @@ def test_fake_pacs_runs_erm_and_qtdog_on_the_frozen_bn_resnet50_into_the_table(t
     path, output = tmp_path / "tiny.yaml", tmp_path / "out"
     path.write_text(yaml.safe_dump(grid))
     done = subprocess.run([sys.executable, str(REPO / "benchmarks/run_matrix.py"), "--grid", str(path),
-                           "--profile", "quick", "--output", str(output), "--data-root", str(tmp_path / "data"),
+                           "--profile", "quick", "--output", str(output),
+                           "--data-root", str(tmp_path / "data"),
                            "--launcher", "debug", "--no-sync", "--device", "cpu"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -75,13 +78,14 @@ def test_fake_pacs_runs_erm_and_qtdog_on_the_frozen_bn_resnet50_into_the_table(t
     assert sorted(r.method for r in runs) == ["fp", "qtdog"]
     text = report(output, ("train-val",))
     assert "### pacs@32, train-val" in text
-    rows = {line.split("|")[1].strip(): line.split("|") for line in text.splitlines() if line.startswith("| ")}
+    rows = {line.split("|")[1].strip(): line.split("|") for line in text.splitlines()
+            if line.startswith("| ")}
     for method in ("FP", "QT-DoG"):
         assert 0.0 <= float(rows[method][6]) <= 100.0  # the S column (A, C, P, S) holds a measured accuracy
     finals = sorted(output.rglob("final.pt"))
     assert len(finals) == 2
     for final in finals:  # frozen BN: the random-init running statistics (0, 1) never moved
         state = torch.load(final, map_location="cpu", weights_only=True)
-        stats = [v for k, v in state.items() if k.endswith(("running_mean", "running_var"))]
-        assert len(stats) == 2 * 53 and all(bool((v == float(k.endswith("var"))).all())
-                                            for k, v in state.items() if k.endswith(("running_mean", "running_var")))
+        stats = {k: v for k, v in state.items() if k.endswith(("running_mean", "running_var"))}
+        assert len(stats) == 2 * 53
+        assert all(bool((v == float(k.endswith("var"))).all()) for k, v in stats.items())

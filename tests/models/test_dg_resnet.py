@@ -82,7 +82,7 @@ def test_post_bn_quantizers_keep_training_mode_under_a_frozen_batchnorm(name: st
     method = get_method(name)
     prepare(net, method, 4, 4)
     sites = [m for m in net.modules() if isinstance(m, QuantBatchNorm2d)]
-    assert len(sites) >= 48  # every BN after a quantized body conv (the stem's BN too, where the policy allows)
+    assert len(sites) >= 48  # every BN after a quantized body conv (the stem's too, where the policy allows)
     before = _stats(net)
     _train_steps(net, steps=1, method=method)
     assert not any(bn.training for bn in sites) and all(bn.act_quant.training for bn in sites)
