@@ -101,3 +101,24 @@ def test_training_batches_are_seeded_by_epoch_and_domain_and_evaluation_is_not_a
     evaluated = torch.cat([x for x, _ in batches.evaluation(split)])
     assert torch.equal(evaluated, torch.cat([x for x, _ in batches.evaluation(split)]))
     assert torch.allclose(evaluated, normalise(split.images, task.mean, task.std))
+
+
+def test_augmentation_equals_torchvisions_transforms_draw_for_draw():
+    """DomainBed's Compose, applied by torchvision to each image after torch.manual_seed(s), gives what
+    domainbed_augment gives with a generator seeded s (same draws in the same order), up to uint8 rounding."""
+    from benchmarks.data.tv import transforms as T
+
+    size = 48
+    domainbed = T.Compose([T.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True),
+                           T.RandomHorizontalFlip(), T.ColorJitter(0.3, 0.3, 0.3, 0.3),
+                           T.RandomGrayscale(p=0.1)])
+    x = _photos(12, size)
+    ours = domainbed_augment(x, torch.Generator().manual_seed(11))
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(11)
+        theirs = torch.stack([domainbed(image.float() / 255.0) for image in x])
+    finally:
+        torch.random.set_rng_state(state)
+    difference = (ours.float() - (theirs * 255.0).round()).abs()
+    assert float(difference.max()) <= 1.0 and float(difference.mean()) < 0.05
