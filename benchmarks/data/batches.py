@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from benchmarks.data.base import ImageTensors
 
-AUGMENTS = ("none", "crop_flip", "crop")
+AUGMENTS = ("none", "crop_flip", "crop", "domainbed")  # domainbed: DomainBed's image-suite transforms
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
@@ -51,6 +51,10 @@ def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator,
         x = random_crop(x, padding, generator)
     if augment == "crop_flip":
         x = random_flip(x, generator)
+    if augment == "domainbed":
+        from benchmarks.data.dg_augment import domainbed_augment  # imports torchvision: only when used
+
+        x = domainbed_augment(x, generator)
     return x
 
 

@@ -23,11 +23,18 @@ What a run sees (``TaskData``):
 The construction seed of the MNIST suites is the *trial* seed (the run's seed unless the task fixes a trial),
 so every method and every run seed of a trial sees the same domains; suites named ``...-runshuffle`` seed the
 construction from the run seed instead, as DomainBed does.
+
+The image suites (``pacs``, ``vlcs``, ``officehome``, ``terraincognita``, ``domainnet``) train with
+DomainBed's augmentation (``dg_augment.py``: the task's ``augment="domainbed"``) and evaluate the 224×224
+images as decoded. Two name modifiers make variants of them: ``-noaug`` (DomainBed's
+``data_augmentation=False``) and ``@<px>`` (images decoded at px×px instead of 224: CPU smoke tests only),
+e.g. ``pacs@32``, ``pacs-noaug@64``.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -47,6 +54,8 @@ class Suite:
     options: tuple[tuple[str, object], ...] = ()
     per_run_shuffle: bool = False  # seed the construction from the run seed (DomainBed) instead of the trial
     seeded: bool = True  # the loader takes construction seeds (the MNIST suites); image folders do not
+    augment: str = "none"  # the training augmentation (benchmarks/data/batches.py AUGMENTS)
+    size: tuple[int, int] | None = None  # decode image folders at this size instead of the registry's
 
     def domain_dataset(self, domain: str) -> str:
         return f"{self.family}/{domain}"
@@ -63,15 +72,34 @@ def available_suites() -> list[str]:
     return sorted(_SUITES)
 
 
+# ``<image suite>[-noaug][@<px>]``: see the module docstring
+_VARIANT = re.compile(r"^(?P<base>.+?)(?P<noaug>-noaug)?(?:@(?P<px>\d+))?$")
+MIN_PX = 16  # ResNet-50 reduces by 32; below 16 px its last stages see a single padded pixel
+
+
+def _variant(name: str) -> Suite | None:
+    match = _VARIANT.match(name)
+    base = _SUITES.get(match["base"]) if match else None
+    if match is None or base is None or base.seeded or not (match["noaug"] or match["px"]):
+        return None  # only image-folder suites have variants
+    px = int(match["px"]) if match["px"] else None
+    if px is not None and px < MIN_PX:
+        return None
+    return replace(base, name=name, augment="none" if match["noaug"] else base.augment,
+                   size=(px, px) if px else base.size)
+
+
 def is_suite(name: str) -> bool:
-    return name in _SUITES
+    return name in _SUITES or _variant(name) is not None
 
 
 def get_suite(name: str) -> Suite:
-    if name not in _SUITES:
+    suite = _SUITES.get(name) or _variant(name)
+    if suite is None:
         valid = ", ".join(available_suites())
-        raise ValueError(f"unknown domain-generalization suite '{name}'; valid: {valid}")
-    return _SUITES[name]
+        raise ValueError(f"unknown domain-generalization suite '{name}'; valid: {valid} (image suites also "
+                         f"as <suite>-noaug, <suite>@<px> with px >= {MIN_PX})")
+    return suite
 
 
 def held_out_domains(suite: Suite, target: str | None) -> list[str]:
@@ -103,11 +131,12 @@ def build_domaingen_task(suite_name: str, target: str | None, *, root: str | os.
     if suite.seeded:
         options["construction_seed"] = seed if suite.per_run_shuffle else trial
     info = dataset_info(suite.domain_dataset(suite.domains[0]))
+    size = suite.size or tuple(info.size)
     splits: dict[str, DomainSplits] = {}
     for domain in suite.domains:
-        raw = load_domain(suite.domain_dataset(domain), root, download=download, **options)
-        splits[domain] = DomainSplits(domain, convert_split(raw.train, info.channels, info.size),
-                                      convert_split(raw.test, info.channels, info.size))
+        raw = load_domain(suite.domain_dataset(domain), root, download=download, size=suite.size, **options)
+        splits[domain] = DomainSplits(domain, convert_split(raw.train, info.channels, size),
+                                      convert_split(raw.test, info.channels, size))
     train_domains = [d for d in suite.domains if d not in held]
     sources = [DomainSplits(suite.domain_dataset(d), splits[d].train, splits[d].test) for d in train_domains]
     tests: dict[str, ImageTensors] = {}
@@ -120,10 +149,13 @@ def build_domaingen_task(suite_name: str, target: str | None, *, root: str | os.
              "trial": trial, "seed": seed, "per_run_shuffle": suite.per_run_shuffle,
              "options": {k: v for k, v in suite.options}, "provenance": info.provenance,
              "splits": "in = 80 % (train / test), out = 20 % (validation / oracle), DomainBed split_dataset"}
+    if not suite.seeded:  # image suites: what the images went through
+        notes.update(augment=suite.augment, size=list(size))
     return TaskData(name=f"{suite.name} (test: {','.join(held)})", num_classes=info.num_classes,
-                    channels=info.channels, size=tuple(info.size), mean=tuple(info.mean), std=tuple(info.std),
-                    sources=sources, targets=[], val=sources[0].test.subset(torch.arange(0)), tests=tests,
-                    primary_test=f"{held[0]}:in", train_class_counts=counts, augment="none", notes=notes)
+                    channels=info.channels, size=(int(size[0]), int(size[1])), mean=tuple(info.mean),
+                    std=tuple(info.std), sources=sources, targets=[],
+                    val=sources[0].test.subset(torch.arange(0)), tests=tests, primary_test=f"{held[0]}:in",
+                    train_class_counts=counts, augment=suite.augment, notes=notes)
 
 
 ROTATED_DOMAINS = ("0", "15", "30", "45", "60", "75")
@@ -137,4 +169,4 @@ for _suffix, _shuffle in (("", False), ("-runshuffle", True)):
 register_suite(Suite("rotated-mnist-bilinear", "rotated-mnist", ROTATED_DOMAINS,
                      (("interpolation", "bilinear"),)))
 for _name, _suite in IMAGE_SUITES.items():  # images from folders: no construction seed
-    register_suite(Suite(_name, _name, _suite.domains, seeded=False))
+    register_suite(Suite(_name, _name, _suite.domains, seeded=False, augment="domainbed"))

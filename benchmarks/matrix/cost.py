@@ -167,7 +167,18 @@ def _alone_gpu_hours(spec: RunSpec | TtaSpec) -> float:
     per_s = ASSUMED_IMAGES_PER_S.get(spec.arch, 5000) / step_ratio(spec)
     if spec.task.protocol == "dann":
         per_s /= 2  # a target batch per source batch
-    return spec.recipe.epochs * steps * spec.recipe.batch_size / per_s * EVAL_OVERHEAD / 3600
+    return spec.recipe.epochs * steps * images_per_step(spec) / per_s * EVAL_OVERHEAD / 3600
+
+
+def images_per_step(spec: RunSpec) -> int:
+    """The recipe's batch, once per training domain on a domain-generalization suite (DomainBed's batch is per
+    domain)."""
+    from benchmarks.data.domaingen import get_suite, held_out_domains, is_suite
+
+    if not is_suite(spec.task.dataset):
+        return spec.recipe.batch_size
+    suite = get_suite(spec.task.dataset)
+    return spec.recipe.batch_size * (len(suite.domains) - len(held_out_domains(suite, spec.task.target)))
 
 
 RELEASED_STREAM_IMAGES = {"cifar10-c": 10000, "cifar100-c": 10000, "imagenet-c": 50000}

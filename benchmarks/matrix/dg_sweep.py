@@ -37,7 +37,9 @@ def seed_hash(*args: Any) -> int:
 
 
 def _family(suite: str) -> str:
-    base = suite.removesuffix("-runshuffle").removesuffix("-bilinear")
+    base = suite.split("@")[0]  # a suite's variants (pacs@32, pacs-noaug, ...) draw as the suite
+    for variant in ("-runshuffle", "-bilinear", "-noaug"):
+        base = base.removesuffix(variant)
     if base in SMALL_IMAGE_SUITES:
         return "small"
     return "domainnet" if base == "domainnet" else "images"

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 from benchmarks.cli.args import parse_bits
 from benchmarks.matrix.dg_sweep import setting_recipes
-from benchmarks.matrix.grids import Grid, GridError
+from benchmarks.matrix.grids import Grid, GridError, GridTask
 from benchmarks.matrix.tta import tta_specs, validate_tta_spec
 from benchmarks.run.ensemble import ENSEMBLES, is_ensemble, member_specs
 from benchmarks.run.rundir import RunDir, RunState
@@ -48,9 +48,9 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
     ``provenance[run_id]`` receives the frozen file and the study it came from.
     """
     _check_filters(grid, filters)
-    def bits_of(method: str) -> list[tuple[int, int]]:
-        return [parse_bits(b) for b in grid.method_bits.get(method, grid.bits)
-                if filters.bits is None or b in filters.bits]
+    def bits_of(method: str, gtask: GridTask) -> list[tuple[int, int]]:
+        chosen = gtask.method_bits.get(method, grid.method_bits.get(method, grid.bits))
+        return [parse_bits(b) for b in chosen if filters.bits is None or b in filters.bits]
 
     methods = [m for m in grid.methods if filters.methods is None or m in filters.methods]
     fp_runs: dict[str, RunSpec] = {}
@@ -82,7 +82,7 @@ def expand(grid: Grid, profile: str = "full", filters: Filters = Filters(),
                     member = ENSEMBLES[method].member_method if is_ensemble(method) else method
                     # A post-training run trains nothing: it carries its parent's recipe (knobs are hparams).
                     recipe = recipes["fp"] if method_class(member).kind == "ptq" else recipes["qat"]
-                    for w, a in bits_of(method):
+                    for w, a in bits_of(method, gtask):
                         spec = base.with_(method=member, w_bits=w, a_bits=a, recipe=recipe,
                                           fp_recipe=recipes["fp"],
                                           hparams=grid.method_hparams(member, profile),
@@ -115,7 +115,8 @@ def _check_filters(grid: Grid, filters: Filters) -> None:
     """A filter value that the grid does not contain is a typo: say so instead of launching nothing."""
     axes = {
         "methods": grid.methods, "seeds": grid.seeds,
-        "bits": list(dict.fromkeys(grid.bits + [b for bits in grid.method_bits.values() for b in bits])),
+        "bits": list(dict.fromkeys(grid.bits + [b for per_method in [grid.method_bits] + [
+            t.method_bits for t in grid.tasks] for bits in per_method.values() for b in bits])),
         "archs": sorted({a for t in grid.tasks for a in t.archs}),
         "datasets": sorted({t.task.dataset for t in grid.tasks} | {t.task.label for t in grid.tasks}),
     }

@@ -19,9 +19,10 @@ PAPER_POLICY = "paper"
 GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipes", "hparams", "layer_policy",
              "arch_options", "tta", "method_bits",
              "profile_hparams", "hparam_draws"}
-# ``profiles``: the profiles a task belongs to (all when absent); ``stream``: its TTA stream's own keys
+# ``profiles``: the profiles a task belongs to (all when absent); ``stream``: its TTA stream's own keys;
+# ``method_bits``: per-method W/A lists for this task only, over the grid's
 TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample", "profiles",
-             "stream"}
+             "stream", "method_bits"}
 TTA_KEYS = {"methods", "parents", "hparams", "streams"}
 
 
@@ -36,6 +37,7 @@ class GridTask:
     recipe: str
     profiles: tuple[str, ...] | None = None  # None: every profile
     stream: dict[str, Any] = field(default_factory=dict)  # TTA grids: this task's stream keys
+    method_bits: dict[str, list[str]] = field(default_factory=dict)  # over the grid's, for this task
 
 
 @dataclass
@@ -221,5 +223,6 @@ def _parse_task(entry: Any, recipes: dict) -> GridTask:
     if profiles is not None and (not isinstance(profiles, list) or not set(profiles) <= set(PROFILES)):
         raise ValueError(f"task {entry['dataset']!r} profiles {profiles!r}; "
                          f"valid: a list of {', '.join(PROFILES)}")
+    method_bits = {str(m): [str(b) for b in bits] for m, bits in dict(entry.get("method_bits") or {}).items()}
     return GridTask(task, tuple(archs), entry["recipe"], tuple(profiles) if profiles else None,
-                    dict(entry.get("stream") or {}))
+                    dict(entry.get("stream") or {}), method_bits)

@@ -10,6 +10,12 @@ module-swapping quantizer share state between three sites).
 ``pretrained="imagenet"`` fetches IMAGENET1K_V1 through the torchvision weights API into the torch hub cache;
 those weights expect ImageNet-normalised 224-px inputs. ``cifar_stem=True`` (for inputs <= 64 px) swaps the
 7x7/2 stem and its max-pool for a 3x3/1 conv, so a 32-px image is not reduced to 1x1 before the last stage.
+
+DomainBed's ResNet for domain generalization (``domainbed/networks.py``, class ``ResNet``) is these options:
+``freeze_bn=True`` keeps every BatchNorm in eval mode whatever ``train()`` says (running statistics never
+update; the affine weights still train, as in DomainBed, whose ``freeze_bn`` only calls ``eval()``), and
+``feature_dropout=p`` applies dropout to the pooled 2048-d features before the linear classifier
+(DomainBed's ``resnet_dropout``, default 0).
 """
 
 from __future__ import annotations
@@ -109,8 +115,11 @@ class TvBottleneck(nn.Module):
 
 
 class TorchvisionResNet(Backbone):
-    def __init__(self, net: nn.Module, in_channels: int = 3, cifar_stem: bool = False) -> None:
+    def __init__(self, net: nn.Module, in_channels: int = 3, cifar_stem: bool = False,
+                 freeze_bn: bool = False, feature_dropout: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= feature_dropout < 1.0:
+            raise ValueError(f"feature_dropout={feature_dropout} must be in [0, 1)")
         if cifar_stem or in_channels != 3:
             kernel, stride = (3, 1) if cifar_stem else (7, 2)
             net.conv1 = nn.Conv2d(in_channels, 64, kernel, stride, padding=kernel // 2, bias=False)
@@ -122,11 +131,28 @@ class TorchvisionResNet(Backbone):
         for name, child in net.named_children():
             self.add_module(name, child)
         self.feature_dim = self.fc.in_features
+        self.freeze_bn = freeze_bn
+        # registered only when used, so the default network's modules stay exactly torchvision's
+        self.feature_dropout = nn.Dropout(feature_dropout) if feature_dropout > 0 else None
+        self.train()  # applies freeze_bn from the start
+
+    def train(self, mode: bool = True) -> "TorchvisionResNet":
+        """``nn.Module.train``, then, with ``freeze_bn``, every BatchNorm back in eval mode. Only the BN's own
+        flag is cleared, not its children's: a quantizer may hang an activation quantizer under a BN
+        (``QuantBatchNorm2d``) and must keep its training behaviour. Every ``model.train()`` of the trainer,
+        of a wrapper (DDP) or of ``calibrate`` reaches this method through the module tree."""
+        super().train(mode)
+        if self.freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.training = False
+        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if self.feature_dropout is None else self.feature_dropout(x)
 
 
 def imagenet_state_dict(weights_enum: str) -> Mapping[str, torch.Tensor]:
@@ -147,13 +173,14 @@ def imagenet_state_dict(weights_enum: str) -> Mapping[str, torch.Tensor]:
 
 def _register(name: str, block: type[nn.Module], layers: list[int], weights_enum: str) -> None:
     def build(
-        num_classes: int, in_channels: int, input_size: tuple[int, int], *, cifar_stem: bool = False
+        num_classes: int, in_channels: int, input_size: tuple[int, int], *, cifar_stem: bool = False,
+        freeze_bn: bool = False, feature_dropout: float = 0.0,
     ) -> TorchvisionResNet:
         # torchvision is imported here, not at module level: importing it costs ~1.5 s per worker
         from benchmarks.data.tv import models as tv_models
 
         net = tv_models.resnet.ResNet(block, layers, num_classes=num_classes)
-        return TorchvisionResNet(net, in_channels, cifar_stem)
+        return TorchvisionResNet(net, in_channels, cifar_stem, freeze_bn, feature_dropout)
 
     build.__name__ = name
     register_arch(name, weight_sets={"imagenet": lambda: imagenet_state_dict(weights_enum)})(build)

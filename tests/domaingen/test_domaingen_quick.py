@@ -2,6 +2,7 @@
 launcher) into the DomainBed table with the published numbers beside ours (EoQ's evaluation: test_eoq.py)."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import subprocess
 import sys
@@ -15,15 +16,22 @@ from benchmarks.matrix.expand import expand
 from benchmarks.matrix.grids import load_grid
 
 REPO = Path(__file__).resolve().parents[2]
+MNIST_RUN_IDS = {"full": "60c010e889b99685b4db168525ebc8e89ef23be8665e99b706bf18bc59e0b2c6",
+                 "quick": "e3b36e3734abbfea4e3836c785c3bc39cca569461b39873dd287fd055e3a8bc1"}
 RECIPE = {"batch_size": 8, "lr": 0.001, "optimizer": "adam", "weight_decay": 0.0, "schedule": "constant",
           "steps_per_epoch": 3}
 
 
 def test_domaingen_grid_lists_its_runs():
     grid = load_grid("domaingen")
-    specs = expand(grid, "full")
+    specs = [s for s in expand(grid, "full") if s.arch == "mnist_cnn"]  # the image suites: test_images.py
     assert len(specs) == 729  # 9 tasks x 3 trials x (ERM + 3 QT-DoG + 4 more EoQ members + their 4 ERM
     #                           parents + 5 low-bit methods x 3 bits)
+    assert {s.arch for s in expand(grid, "quick")} == {"mnist_cnn"}  # the image suites are full-only
+    # The MNIST runs' ids, in order, are those of the grid before the image suites joined it (commit 4fbee1e)
+    for profile, digest in MNIST_RUN_IDS.items():
+        ids = [s.run_id for s in expand(grid, profile) if s.arch == "mnist_cnn"]
+        assert hashlib.sha256("\n".join(ids).encode()).hexdigest() == digest, profile
     qtdog = [s for s in specs if s.method == "qtdog"]
     assert {(s.w_bits, s.a_bits) for s in qtdog} == {(7, 32), (4, 32), (2, 32)}
     assert {s.recipe.optimizer for s in specs} == {"adam"}
