@@ -19,6 +19,7 @@ and the same command resumes them.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -123,10 +124,22 @@ def main(argv: list[str] | None = None) -> int:
         deleted = delete_incomplete(specs, output)
         print(f"deleted {deleted} incomplete or failed run directories (done and running runs untouched)")
         return 0
+    stop_on_termination()
     try:
         return launch(args, grid.name, specs, output, provenance)
     except KeyboardInterrupt:
         return interrupted(args, grid.name, argv)
+
+
+def stop_on_termination() -> None:
+    """SIGTERM and SIGHUP (``kill``, a closed terminal, the end of the job the launcher itself runs in) stop
+    a launch as Ctrl-C does: the workers are stopped, their runs recorded as interrupted, the resume command
+    printed. Without this the launcher would die alone and leave its local workers training, unwatched."""
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for name in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(name, stop)
 
 
 def check_launch(args: argparse.Namespace, output: Path) -> None:

@@ -105,14 +105,15 @@ def job_name(grid: str | None) -> str:
 
 
 def mark_interrupted(run_ids: list[str], output: Path) -> list[str]:
-    """After Ctrl-C: record each started run that did not record its own stop (its worker was killed
-    before it could) as interrupted, so ``--status`` says so and a relaunch resumes it. Runs that are done,
-    running elsewhere, never started or already recorded are left alone. Returns the ids marked."""
+    """After Ctrl-C (or SIGTERM/SIGHUP): record each started run that did not record its own stop (its
+    worker was killed before it could) as interrupted, so ``--status`` says so and a relaunch resumes it.
+    Runs that are done, running elsewhere, never started or already recorded are left alone. Returns the ids
+    marked."""
     marked = []
     for run_id in run_ids:
         directory = RunDir.of(output, run_id)
         if directory.state() is RunState.INCOMPLETE:
-            directory.write_failure("KeyboardInterrupt: the launcher was stopped (Ctrl-C)", "",
-                                    interrupted=True)
+            directory.write_failure("KeyboardInterrupt: the launcher was stopped (Ctrl-C, SIGTERM or "
+                                    "SIGHUP)", "", interrupted=True)
             marked.append(run_id)
     return marked

@@ -120,9 +120,10 @@ def test_follow_prints_new_lines_until_the_run_stops(grid):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_workers_and_records_runs_as_interrupted(tmp_path):
-    """SIGINT to a launcher with a worker mid-run: the worker stops, its run is recorded as interrupted,
-    one line on stderr says how to resume, and there is no traceback anywhere."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_workers_and_records_runs_as_interrupted(tmp_path, stop):
+    """SIGINT (Ctrl-C) or SIGTERM (``kill``) to a launcher with a worker mid-run: the worker stops, its run
+    is recorded as interrupted, one line on stderr says how to resume, and there is no traceback anywhere."""
     output = tmp_path / "out"
     grid = tmp_path / "long_fp.yaml"  # one FP run of 40 epochs: far from done when the signal comes
     smoke = (REPO / "benchmarks/grids/smoke.yaml").read_text()
@@ -138,7 +139,7 @@ def test_ctrl_c_stops_workers_and_records_runs_as_interrupted(tmp_path):
                         if d.metrics_path.exists() and d.state() is RunState.RUNNING), None)
     assert running is not None, "the FP run never got to its first epoch"
     worker = json.loads(running.heartbeat_path.read_text())["pid"]
-    launcher.send_signal(signal.SIGINT)
+    launcher.send_signal(stop)
     out, err = launcher.communicate(timeout=120)
     assert launcher.returncode == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
