@@ -35,6 +35,7 @@ from benchmarks.data.tv import transforms
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 VAL_LABELS = "LOC_val_solution.csv"
+PREFETCH = 2  # batches each worker decodes ahead: 2 keeps a worker busy while the step runs (torch's default)
 
 
 def imagenet_dir(root: Path) -> Path:
@@ -112,13 +113,16 @@ class EpochBatches(torch.utils.data.Sampler):
                  world_size: int = 1, drop_last: bool = True) -> None:
         self.size, self.batch_size, self.seed, self.shuffle = size, batch_size, seed, shuffle
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.epoch, self.start_batch = 0, 0
+        self.epoch, self.start_batch, self.stop_batch = 0, 0, None
 
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
+    def set_epoch(self, epoch: int, start_batch: int = 0, stop_batch: int | None = None) -> None:
+        """Batches ``[start_batch, stop_batch)`` of ``epoch`` (``stop_batch`` None: to the epoch's end)."""
+        self.epoch, self.start_batch, self.stop_batch = epoch, start_batch, stop_batch
 
     def __len__(self) -> int:
         full = self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)
+        if self.stop_batch is not None:
+            full = min(full, self.stop_batch)
         return max(0, full - self.start_batch)
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -135,12 +139,14 @@ class EpochBatches(torch.utils.data.Sampler):
 
 
 class ImageNetStream:
-    """One split through one long-lived DataLoader: ``epoch(e, start_batch)`` yields normalised batches."""
+    """One split through one long-lived DataLoader: ``epoch(e, start_batch, stop_batch)`` yields normalised
+    batches. ``persistent=False`` starts the workers anew for each pass (an evaluation split read once an
+    epoch need not hold worker processes between passes)."""
 
     def __init__(self, samples: list[tuple[Path, int]], *, batch_size: int, train: bool, seed: int,
                  size: int = 224, rank: int = 0, world_size: int = 1, workers: int = 8,
                  device: str | torch.device = "cpu", mean: tuple[float, ...] = (0.485, 0.456, 0.406),
-                 std: tuple[float, ...] = (0.229, 0.224, 0.225)) -> None:
+                 std: tuple[float, ...] = (0.229, 0.224, 0.225), persistent: bool = True) -> None:
         self.device = torch.device(device)
         self.mean, self.std = mean, std
         dataset = SeededImages(samples, train_transform(size) if train else eval_transform(size), seed)
@@ -149,10 +155,11 @@ class ImageNetStream:
         self.pin = self.device.type == "cuda"
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=self.sampler, num_workers=workers, pin_memory=self.pin,
-            persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+            persistent_workers=persistent and workers > 0, prefetch_factor=PREFETCH if workers > 0 else None)
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.sampler.set_epoch(epoch, start_batch)
+    def epoch(self, epoch: int, start_batch: int = 0,
+              stop_batch: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.sampler.set_epoch(epoch, start_batch, stop_batch)
         for x, y in self.loader:
             x = x.to(self.device, non_blocking=self.pin)
             y = y.to(self.device, non_blocking=self.pin)

@@ -42,8 +42,10 @@ class Batches:
             raise ValueError(f"batch size {self.spec.recipe.batch_size} exceeds the training set")
         return steps
 
-    def training_parts(self, epoch: int, use_targets: bool):
-        """Yields, per step, one DomainBatch per source (labelled) and per target (unlabelled, y=None)."""
+    def training_parts(self, epoch: int, use_targets: bool, skip: int = 0):
+        """Yields, per step, one DomainBatch per source (labelled) and per target (unlabelled, y=None).
+        The first ``skip`` steps (trained before a mid-epoch resume; the caller skips them) are still drawn:
+        each batch's augmentation advances the seeded generator the later batches draw from."""
         sources = [self.epoch(epoch, d) for d in range(len(self.task.sources))]
         targets = [_cycle(lambda c, t=t, d=d: self._stream(t.train, epoch, d, c))
                    for d, t in enumerate(self.task.targets,
