@@ -26,6 +26,7 @@ import csv
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -164,6 +165,22 @@ class ImageNetStream:
             x = x.to(self.device, non_blocking=self.pin)
             y = y.to(self.device, non_blocking=self.pin)
             yield normalise(x, self.mean, self.std), y
+
+
+def write_fake_imagenet(root: Path, *, classes: int = 4, train_per_class: int = 10, val_per_class: int = 3,
+                        height: int = 40, width: int = 44, seed: int = 0) -> Path:
+    """A tiny ILSVRC-style folder of random-pixel JPEGs under ``<root>/imagenet`` (train and val class
+    folders; heights vary by a few pixels, as real images do): for tests and the stream benchmark."""
+    rng = np.random.default_rng(seed)
+    wnids = [f"n{1440764 + c:08d}" for c in range(classes)]
+    for split, count in (("train", train_per_class), ("val", val_per_class)):
+        for wnid in wnids:
+            folder = imagenet_dir(root) / split / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, size=(height + i % 5, width, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG")
+    return imagenet_dir(root)
 
 
 def load_imagenet(root: Path, *, download: bool = False, verify_md5: bool = True,

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import benchmarks.data.imagenet as imagenet
 import benchmarks.run.trainer as trainer
@@ -31,7 +30,6 @@ from benchmarks.run.streamed import (
 )
 from tests.distributed.workers import quiet, train_all
 
-WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
 TRAIN_PER_CLASS, VAL_PER_CLASS = 10, 3
 RECIPE = Recipe(epochs=2, batch_size=8, lr=0.05, schedule="cosine", weight_decay=1e-4)
 KILL_EPOCH, KILL_POSITION = 1, 2  # in the second epoch, after its second step
@@ -39,16 +37,10 @@ KILL_EPOCH, KILL_POSITION = 1, 2  # in the second epoch, after its second step
 
 @pytest.fixture(scope="module")
 def fake_root(tmp_path_factory) -> Path:
-    """``imagenet/train/<wnid>/`` and ``imagenet/val/<wnid>/`` of random-pixel JPEGs of assorted sizes."""
+    """``imagenet/train/<wnid>/`` and ``imagenet/val/<wnid>/``: 4 classes of random-pixel JPEGs."""
     root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
-        for wnid in WNIDS:
-            folder = root / "imagenet" / split / wnid
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 256, size=(36 + i % 5, 44, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG")
+    imagenet.write_fake_imagenet(root, classes=4, train_per_class=TRAIN_PER_CLASS,
+                                 val_per_class=VAL_PER_CLASS)
     return root
 
 
