@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, cast
 
+import numpy as np
 import torch
 
 from benchmarks.data.base import DomainSplits, TaskData
@@ -52,27 +53,30 @@ def is_streamed(dataset: str) -> bool:
 @dataclass(frozen=True)
 class FolderSplit:
     """A split as image paths and labels: what ``stratified_split`` and the scoring code need of a split
-    (``len``, ``labels``, ``subset``, ``class_counts``), with no images (there is no ``images`` to read)."""
+    (``len``, ``labels``, ``subset``, ``class_counts``), with no images (there is no ``images`` to read).
+    The paths are one numpy array of file-system bytes: 68 MB for ImageNet's 1.28 M, where ``Path``
+    objects would take about 500 MB in every rank."""
 
-    paths: tuple[Path, ...]
+    paths: np.ndarray
     labels: torch.Tensor
 
     @classmethod
     def of(cls, samples: list[tuple[Path, int]]) -> "FolderSplit":
-        return cls(tuple(p for p, _ in samples), torch.tensor([y for _, y in samples], dtype=torch.long))
+        paths = np.array([os.fsencode(path) for path, _ in samples], dtype=np.bytes_)
+        return cls(paths, torch.tensor([label for _, label in samples], dtype=torch.long))
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> "FolderSplit":
-        return FolderSplit(tuple(self.paths[i] for i in index.tolist()), self.labels[index])
+        return FolderSplit(self.paths[index.numpy()], self.labels[index])
 
     def class_counts(self, num_classes: int) -> list[int]:
         return torch.bincount(self.labels, minlength=num_classes).tolist()
 
     @property
-    def samples(self) -> list[tuple[Path, int]]:
-        return list(zip(self.paths, self.labels.tolist()))
+    def samples(self) -> list[tuple[str, int]]:
+        return list(zip(map(os.fsdecode, self.paths), self.labels.tolist()))
 
 
 def build_streamed_task(spec: RunSpec, data_root: str | os.PathLike | None) -> TaskData:
