@@ -137,13 +137,13 @@ class EpochBatches(torch.utils.data.Sampler):
         generator = torch.Generator().manual_seed(self.seed * 1009 + self.epoch)
         order = torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
         keys = order + self.epoch * self.size
-        share = self.batch_size // self.world_size
         for b in range(self.start_batch, self.start_batch + len(self)):
             batch = keys[b * self.batch_size:(b + 1) * self.batch_size]
-            # the last evaluation batch may be short: split what there is
-            rows = batch[self.rank * share:(self.rank + 1) * share] if len(batch) == self.batch_size else \
-                batch.tensor_split(self.world_size)[self.rank]
-            yield rows.tolist()
+            # rows [r·B/G, (r+1)·B/G) when G divides B (training batches); an evaluation batch of any size
+            # (the last one is short) is split as evenly as it goes, and a rank left without rows skips it
+            rows = batch.tensor_split(self.world_size)[self.rank]
+            if len(rows):
+                yield rows.tolist()
 
 
 class ImageNetStream:

@@ -1,6 +1,8 @@
 """Seeded per-epoch batch streams for every domain of a task: the same order on every run and every resume."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from benchmarks.data.base import TaskData
@@ -58,6 +60,15 @@ class Batches:
 
     def evaluation(self, split):
         return self._stream(split, 0, 0, shuffle=False, augment=False, drop_last=False, batch_size=EVAL_BATCH)
+
+    def as_rank_zero(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+        """In memory every rank evaluates the whole split with its own model: nothing to change."""
+        return contextlib.nullcontext()
+
+    def gathered(self, logits: torch.Tensor, labels: torch.Tensor,
+                 split) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split's logits as evaluated: all of them, in every process."""
+        return logits, labels
 
     def domain_id(self, name: str) -> int | None:
         names = self.task.domain_names

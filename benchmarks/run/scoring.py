@@ -32,7 +32,9 @@ def logits_on(model: TaskModel, method, context: BatchContext, loader: BatchSour
         context.set_batch(None, domain)
         return method.predict(model.net(x), context)
 
-    return collect_logits(loader.evaluation(split), forward)
+    with loader.as_rank_zero(model):  # a streamed data-parallel run scores each rank's shard (streamed.py)
+        logits, labels = collect_logits(loader.evaluation(split), forward)
+    return loader.gathered(logits, labels, split)
 
 
 def epoch_row(spec: RunSpec, epoch: int, model, method, context, loader: BatchSource, task: TaskData,

@@ -13,13 +13,15 @@ would add its ``(root, split) -> (samples, classes)`` function there) the traine
 
 ``batch_source`` is the one place the trainer's batch source is chosen. Resuming mid-epoch
 (``training_parts(..., skip=k)``) starts the sampler at batch ``k``: the batches already trained are never
-decoded. Evaluation in a data-parallel run: every rank evaluates the whole split, as in memory (a rank's
-BatchNorm running statistics and method buffers are its own unless reduced, so sharding the evaluation
-would score a mixture of the ranks' models rather than rank 0's, which is the one written to ``final.pt``).
-Workers per DataLoader: ``loader_workers`` (docs/distributed.md).
+decoded. Evaluation in a data-parallel run: each rank reads and scores its rows of every evaluation batch,
+with rank 0's buffers put in for the pass (``as_rank_zero``: without ``sync_bn`` BatchNorm running
+statistics, and some methods' statistics, are per rank, and the model written to ``final.pt`` is rank 0's),
+and the ranks' logits are gathered in the split's order (``gathered``), so every metric of the record is
+computed as in one process. Workers per DataLoader: ``loader_workers`` (docs/distributed.md).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +29,11 @@ from typing import Any, Callable, Iterator, cast
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
 
 from benchmarks.data.base import DomainSplits, TaskData
-from benchmarks.data.imagenet import ImageNetStream, imagenet_samples
+from benchmarks.data.imagenet import EpochBatches, ImageNetStream, imagenet_samples
 from benchmarks.data.registry import data_root as resolve_root
 from benchmarks.data.registry import dataset_info
 from benchmarks.data.splits import stratified_split
@@ -192,13 +196,69 @@ class StreamedBatches:
             yield [DomainBatch(x, y, 0)]
 
     def evaluation(self, split):
-        """The whole split in order, un-augmented; workers start for this pass and stop after it."""
-        stream = self._stream(split, train=False, batch_size=EVAL_BATCH, persistent=False)
+        """The split in order, un-augmented (this rank's rows of every batch in a data-parallel run); the
+        workers start for this pass and stop after it."""
+        rank, world = self._shard or (0, 1)
+        stream = self._stream(split, train=False, batch_size=EVAL_BATCH, rank=rank, world=world,
+                              persistent=False)
         return self._layout(stream.epoch(0))
+
+    @contextlib.contextmanager
+    def as_rank_zero(self, model: nn.Module) -> Iterator[None]:
+        """Inside, a data-parallel rank's ``model`` holds rank 0's buffers (BatchNorm running statistics,
+        method statistics kept per rank), so every rank's shard is scored by the model rank 0 writes; the
+        rank's own buffers are put back after. The parameters are the same on every rank already."""
+        if self._shard is None:
+            yield
+            return
+        buffers = [b for b in model.buffers()]
+        own = [b.detach().clone() for b in buffers]
+        for b in buffers:
+            dist.broadcast(b.data, 0)
+        try:
+            yield
+        finally:
+            for b, saved in zip(buffers, own):
+                b.data.copy_(saved)
+
+    def gathered(self, logits: torch.Tensor, labels: torch.Tensor,
+                 split) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every rank's (logits, labels) of ``split`` put together in the split's order (a no-op in one
+        process): each rank then scores the whole split, as one process would."""
+        if self._shard is None:
+            return logits, labels
+        _, world = self._shard
+        rows = [_evaluation_rows(len(split), rank, world) for rank in range(world)]
+        # nccl gathers device tensors only; gloo works on the CPU
+        device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        logits_all, labels_all = (_gather_rows(t.to(device), max(len(r) for r in rows), world)
+                                  for t in (logits, labels))
+        out_logits = logits.new_empty(len(split), logits.shape[1])
+        out_labels = labels.new_empty(len(split))
+        for index, theirs, their_labels in zip(rows, logits_all, labels_all):
+            out_logits[index] = theirs[:len(index)].cpu()
+            out_labels[index] = their_labels[:len(index)].cpu()
+        return out_logits, out_labels
 
     def domain_id(self, name: str) -> int | None:
         names = self.task.domain_names
         return names.index(name) if name in names else None
+
+
+def _evaluation_rows(size: int, rank: int, world: int) -> torch.Tensor:
+    """Indices into a split of ``size`` that ``rank`` evaluates, in the order it yields them."""
+    sampler = EpochBatches(size, EVAL_BATCH, seed=0, shuffle=False, rank=rank, world_size=world,
+                           drop_last=False)
+    return torch.tensor([key for batch in sampler for key in batch], dtype=torch.long)
+
+
+def _gather_rows(local: torch.Tensor, longest: int, world: int) -> list[torch.Tensor]:
+    """Every rank's ``local`` rows (padded to ``longest`` for the collective), in rank order."""
+    padded = local.new_zeros((longest, *local.shape[1:]))
+    padded[:len(local)] = local
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return parts
 
 
 BatchSource = Batches | StreamedBatches  # what the trainer and the scoring code read batches from

@@ -18,8 +18,10 @@ import torch
 import benchmarks.data.imagenet as imagenet
 import benchmarks.run.trainer as trainer
 from benchmarks.run.distributed_run import spawn
-from benchmarks.run.run_model import build_run_model
+from benchmarks.run.evaluation import calibration, per_class_accuracy
+from benchmarks.run.run_model import build_run_model, load_finished_model
 from benchmarks.run.rundir import RunDir, RunState
+from benchmarks.run.scoring import logits_on
 from benchmarks.run.spec import Recipe, RunSpec, TaskSpec
 from benchmarks.run.streamed import (
     WORKERS_VARIABLE,
@@ -114,13 +116,15 @@ def test_skipped_steps_are_not_read_and_ranks_take_their_rows(fake_root, monkeyp
         assert torch.equal(torch.cat([a.x, b.x]), one.x) and torch.equal(torch.cat([a.y, b.y]), one.y)
 
 
-def test_evaluation_reads_the_whole_split_in_order(fake_root):
+def test_evaluation_reads_the_split_in_order_or_the_ranks_rows(fake_root):
     batches = _batches(fake_root)
     test = batches.task.tests["imagenet"]
     seen = list(batches.evaluation(test))
     labels = torch.cat([y for _, y in seen])
     assert torch.equal(labels, test.labels) and seen[0][0].dtype == torch.float32
     assert torch.equal(seen[0][0], next(iter(batches.evaluation(test)))[0])  # no augmentation
+    batches.shard = (1, 2)  # a data-parallel rank evaluates its rows of each batch (the ranks gather them)
+    assert torch.equal(torch.cat([y for _, y in batches.evaluation(test)]), test.labels[6:])
 
 
 def test_loader_workers_come_from_the_variable_or_the_slurm_task(monkeypatch):
@@ -183,22 +187,33 @@ def test_a_streamed_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(fa
 
 
 @pytest.mark.slow
-def test_two_streamed_ranks_train_like_one_process(fake_root, tmp_path, monkeypatch):
+def test_two_streamed_ranks_train_like_one_process_and_score_rank_zeros_model(fake_root, tmp_path,
+                                                                              monkeypatch):
     """One step: a ResNet-20 with BatchNorm over 4 images per rank amplifies float rounding fast (after two
     steps the ranks were 7e-4 from one process here, and 2e-3 on the in-memory path: ResNet-20 on optdigits,
-    batch 8)."""
+    batch 8). Each rank scores its shard of the validation and test splits; the recorded metrics are those
+    of rank 0's model (final.pt) on the whole test split, scored in one process here."""
     monkeypatch.setenv("QBENCH_DATA_ROOT", str(fake_root))
     one_step = {"epochs": 1, "steps_per_epoch": 1}
     one, two = (dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, **one_step))
                 for spec in (_spec(), _spec(processes=2)))
+    # per-rank BatchNorm statistics: the ranks' models differ, and the record must still be rank 0's
+    unsynced = dataclasses.replace(two, recipe=dataclasses.replace(two.recipe, sync_bn=False))
     trainer.run(one, tmp_path, log=quiet)
-    spawn(2, train_all, [two.to_dict()], str(tmp_path))
+    spawn(2, train_all, [two.to_dict(), unsynced.to_dict()], str(tmp_path))
     a = torch.load(RunDir.of(tmp_path, one.run_id).final_path, weights_only=True)
     b = torch.load(RunDir.of(tmp_path, two.run_id).final_path, weights_only=True)
-    start = build_run_model(one, build_streamed_task(one, fake_root), torch.device("cpu"))[0].state_dict()
+    task = build_streamed_task(one, fake_root)
+    start = build_run_model(one, task, torch.device("cpu"))[0].state_dict()
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a if a[k].is_floating_point())
     moved = max((a[k] - start[k]).abs().max().item() for k in a if "conv" in k)
     assert worst < 5e-4 < moved / 10, f"two ranks are {worst} from one process, which moved {moved}"
-    record = RunDir.of(tmp_path, two.run_id).read_result()
-    assert record is not None and record.metrics.val_best is not None
-    assert len(record.metrics.per_class_acc) == 4
+
+    for spec in (two, unsynced):
+        record = RunDir.of(tmp_path, spec.run_id).read_result()
+        assert record is not None and record.metrics.val_best is not None
+        model, method, context = load_finished_model(tmp_path, spec, task, torch.device("cpu"))
+        loader = StreamedBatches(task, spec, torch.device("cpu"), channels_last=False)
+        logits, labels = logits_on(model, method, context, loader, task.tests["imagenet"], 0)
+        assert record.metrics.per_class_acc == per_class_accuracy(logits, labels, 4)
+        assert record.metrics.nll == pytest.approx(calibration(logits, labels)["nll"], abs=1e-5)
