@@ -189,10 +189,10 @@ def test_a_streamed_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(fa
 @pytest.mark.slow
 def test_two_streamed_ranks_train_like_one_process_and_score_rank_zeros_model(fake_root, tmp_path,
                                                                               monkeypatch):
-    """One step: a ResNet-20 with BatchNorm over 4 images per rank amplifies float rounding fast (after two
-    steps the ranks were 7e-4 from one process here, and 2e-3 on the in-memory path: ResNet-20 on optdigits,
-    batch 8). Each rank scores its shard of the validation and test splits; the recorded metrics are those
-    of rank 0's model (final.pt) on the whole test split, scored in one process here."""
+    """One step: a ResNet-20 with BatchNorm over 4 images per rank amplifies float rounding from step to step
+    (on the in-memory path as much as here). Each rank scores its shard of the validation and test splits;
+    the recorded metrics are those of rank 0's model (final.pt) on the whole test split, scored in one
+    process here."""
     monkeypatch.setenv("QBENCH_DATA_ROOT", str(fake_root))
     one_step = {"epochs": 1, "steps_per_epoch": 1}
     one, two = (dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, **one_step))
