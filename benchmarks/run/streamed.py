@@ -199,6 +199,9 @@ class StreamedBatches:
         """The split in order, un-augmented (this rank's rows of every batch in a data-parallel run); the
         workers start for this pass and stop after it."""
         rank, world = self._shard or (0, 1)
+        if len(split) < world:  # a rank without a single row would have no logits to gather
+            raise ValueError(f"invalid evaluation split of {len(split)} images for {world} processes; "
+                             "valid: at least one image per process")
         stream = self._stream(split, train=False, batch_size=EVAL_BATCH, rank=rank, world=world,
                               persistent=False)
         return self._layout(stream.epoch(0))

@@ -125,6 +125,9 @@ def test_evaluation_reads_the_split_in_order_or_the_ranks_rows(fake_root):
     assert torch.equal(seen[0][0], next(iter(batches.evaluation(test)))[0])  # no augmentation
     batches.shard = (1, 2)  # a data-parallel rank evaluates its rows of each batch (the ranks gather them)
     assert torch.equal(torch.cat([y for _, y in batches.evaluation(test)]), test.labels[6:])
+    batches.shard = (0, 13)
+    with pytest.raises(ValueError, match="invalid evaluation split of 12 images for 13 processes"):
+        batches.evaluation(test)
 
 
 def test_loader_workers_come_from_the_variable_or_the_slurm_task(monkeypatch):
