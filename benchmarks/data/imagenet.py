@@ -23,9 +23,11 @@ a small subset or a test folder, not for the full 1.28 M training images (about 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -35,6 +37,7 @@ from benchmarks.data.tv import transforms
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 VAL_LABELS = "LOC_val_solution.csv"
+PREFETCH = 2  # batches each worker decodes ahead: 2 keeps a worker busy while the step runs (torch's default)
 
 
 def imagenet_dir(root: Path) -> Path:
@@ -86,17 +89,23 @@ def eval_transform(size: int) -> Any:
 
 class SeededImages(torch.utils.data.Dataset):
     """Images decoded as RGB uint8 (3, H, W). A key ``epoch * len + index`` names a sample of an epoch: its
-    random augmentation is seeded by (seed, epoch, index) alone."""
+    random augmentation is seeded by (seed, epoch, index) alone.
 
-    def __init__(self, samples: list[tuple[Path, int]], transform: Any, seed: int) -> None:
-        self.samples, self.transform, self.seed = samples, transform, seed
+    Paths and labels are kept in two numpy arrays, not a list of Python objects: a forked worker that reads a
+    list touches every object's reference count and so copies the pages (pytorch/pytorch#13246). ImageNet's
+    1.28 M ``(Path, label)`` pairs are about 500 MB of objects; its path array is 68 MB, and stays shared."""
+
+    def __init__(self, samples: Sequence[tuple[str | Path, int]], transform: Any, seed: int) -> None:
+        self.paths = np.array([os.fsencode(path) for path, _ in samples], dtype=np.bytes_)
+        self.labels = np.array([label for _, label in samples], dtype=np.int64)
+        self.transform, self.seed = transform, seed
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.labels)
 
     def __getitem__(self, key: int) -> tuple[torch.Tensor, int]:
-        epoch, index = divmod(int(key), len(self.samples))
-        path, label = self.samples[index]
+        epoch, index = divmod(int(key), len(self.labels))
+        path, label = os.fsdecode(self.paths[index]), int(self.labels[index])
         with Image.open(path) as image:
             rgb = image.convert("RGB")
         with torch.random.fork_rng(devices=[]):
@@ -112,35 +121,40 @@ class EpochBatches(torch.utils.data.Sampler):
                  world_size: int = 1, drop_last: bool = True) -> None:
         self.size, self.batch_size, self.seed, self.shuffle = size, batch_size, seed, shuffle
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.epoch, self.start_batch = 0, 0
+        self.epoch, self.start_batch, self.stop_batch = 0, 0, None
 
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
+    def set_epoch(self, epoch: int, start_batch: int = 0, stop_batch: int | None = None) -> None:
+        """Batches ``[start_batch, stop_batch)`` of ``epoch`` (``stop_batch`` None: to the epoch's end)."""
+        self.epoch, self.start_batch, self.stop_batch = epoch, start_batch, stop_batch
 
     def __len__(self) -> int:
         full = self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)
+        if self.stop_batch is not None:
+            full = min(full, self.stop_batch)
         return max(0, full - self.start_batch)
 
     def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(self.seed * 1009 + self.epoch)
         order = torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
         keys = order + self.epoch * self.size
-        share = self.batch_size // self.world_size
         for b in range(self.start_batch, self.start_batch + len(self)):
             batch = keys[b * self.batch_size:(b + 1) * self.batch_size]
-            # the last evaluation batch may be short: split what there is
-            rows = batch[self.rank * share:(self.rank + 1) * share] if len(batch) == self.batch_size else \
-                batch.tensor_split(self.world_size)[self.rank]
-            yield rows.tolist()
+            # rows [r·B/G, (r+1)·B/G) when G divides B (training batches); an evaluation batch of any size
+            # (the last one is short) is split as evenly as it goes, and a rank left without rows skips it
+            rows = batch.tensor_split(self.world_size)[self.rank]
+            if len(rows):
+                yield rows.tolist()
 
 
 class ImageNetStream:
-    """One split through one long-lived DataLoader: ``epoch(e, start_batch)`` yields normalised batches."""
+    """One split through one long-lived DataLoader: ``epoch(e, start_batch, stop_batch)`` yields normalised
+    batches. ``persistent=False`` starts the workers anew for each pass (an evaluation split read once an
+    epoch need not hold worker processes between passes)."""
 
-    def __init__(self, samples: list[tuple[Path, int]], *, batch_size: int, train: bool, seed: int,
+    def __init__(self, samples: Sequence[tuple[str | Path, int]], *, batch_size: int, train: bool, seed: int,
                  size: int = 224, rank: int = 0, world_size: int = 1, workers: int = 8,
                  device: str | torch.device = "cpu", mean: tuple[float, ...] = (0.485, 0.456, 0.406),
-                 std: tuple[float, ...] = (0.229, 0.224, 0.225)) -> None:
+                 std: tuple[float, ...] = (0.229, 0.224, 0.225), persistent: bool = True) -> None:
         self.device = torch.device(device)
         self.mean, self.std = mean, std
         dataset = SeededImages(samples, train_transform(size) if train else eval_transform(size), seed)
@@ -149,14 +163,31 @@ class ImageNetStream:
         self.pin = self.device.type == "cuda"
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=self.sampler, num_workers=workers, pin_memory=self.pin,
-            persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+            persistent_workers=persistent and workers > 0, prefetch_factor=PREFETCH if workers > 0 else None)
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.sampler.set_epoch(epoch, start_batch)
+    def epoch(self, epoch: int, start_batch: int = 0,
+              stop_batch: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.sampler.set_epoch(epoch, start_batch, stop_batch)
         for x, y in self.loader:
             x = x.to(self.device, non_blocking=self.pin)
             y = y.to(self.device, non_blocking=self.pin)
             yield normalise(x, self.mean, self.std), y
+
+
+def write_fake_imagenet(root: Path, *, classes: int = 4, train_per_class: int = 10, val_per_class: int = 3,
+                        height: int = 40, width: int = 44, seed: int = 0) -> Path:
+    """A tiny ILSVRC-style folder of random-pixel JPEGs under ``<root>/imagenet`` (train and val class
+    folders; heights vary by a few pixels, as real images do): for tests and the stream benchmark."""
+    rng = np.random.default_rng(seed)
+    wnids = [f"n{1440764 + c:08d}" for c in range(classes)]
+    for split, count in (("train", train_per_class), ("val", val_per_class)):
+        for wnid in wnids:
+            folder = imagenet_dir(root) / split / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, size=(height + i % 5, width, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG")
+    return imagenet_dir(root)
 
 
 def load_imagenet(root: Path, *, download: bool = False, verify_md5: bool = True,

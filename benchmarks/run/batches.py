@@ -1,6 +1,8 @@
 """Seeded per-epoch batch streams for every domain of a task: the same order on every run and every resume."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from benchmarks.data.base import TaskData
@@ -42,8 +44,10 @@ class Batches:
             raise ValueError(f"batch size {self.spec.recipe.batch_size} exceeds the training set")
         return steps
 
-    def training_parts(self, epoch: int, use_targets: bool):
-        """Yields, per step, one DomainBatch per source (labelled) and per target (unlabelled, y=None)."""
+    def training_parts(self, epoch: int, use_targets: bool, skip: int = 0):
+        """Yields, per step, one DomainBatch per source (labelled) and per target (unlabelled, y=None).
+        The first ``skip`` steps (trained before a mid-epoch resume; the caller skips them) are still drawn:
+        each batch's augmentation advances the seeded generator the later batches draw from."""
         sources = [self.epoch(epoch, d) for d in range(len(self.task.sources))]
         targets = [_cycle(lambda c, t=t, d=d: self._stream(t.train, epoch, d, c))
                    for d, t in enumerate(self.task.targets,
@@ -56,6 +60,15 @@ class Batches:
 
     def evaluation(self, split):
         return self._stream(split, 0, 0, shuffle=False, augment=False, drop_last=False, batch_size=EVAL_BATCH)
+
+    def as_rank_zero(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+        """In memory every rank evaluates the whole split with its own model: nothing to change."""
+        return contextlib.nullcontext()
+
+    def gathered(self, logits: torch.Tensor, labels: torch.Tensor,
+                 split) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split's logits as evaluated: all of them, in every process."""
+        return logits, labels
 
     def domain_id(self, name: str) -> int | None:
         names = self.task.domain_names

@@ -7,7 +7,6 @@ from typing import Any, cast
 import torch
 
 from benchmarks.data.base import TaskData
-from benchmarks.run.batches import Batches
 from benchmarks.run.environment import environment
 from benchmarks.run.evaluation import (
     HEAD_MIN,
@@ -20,21 +19,25 @@ from benchmarks.run.evaluation import (
 )
 from benchmarks.run.result import Metrics, ResultRecord, Timings
 from benchmarks.run.spec import RunSpec
+from benchmarks.run.streamed import BatchSource
 from benchmarks.run.trainer_parts import TaskModel
 from methods import BatchContext, layer_report
 
 
-def logits_on(model: TaskModel, method, context: BatchContext, loader: Batches, split, domain: int | None):
+def logits_on(model: TaskModel, method, context: BatchContext, loader: BatchSource, split,
+              domain: int | None):
     model.eval()
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         context.set_batch(None, domain)
         return method.predict(model.net(x), context)
 
-    return collect_logits(loader.evaluation(split), forward)
+    with loader.as_rank_zero(model):  # a streamed data-parallel run scores each rank's shard (streamed.py)
+        logits, labels = collect_logits(loader.evaluation(split), forward)
+    return loader.gathered(logits, labels, split)
 
 
-def epoch_row(spec: RunSpec, epoch: int, model, method, context, loader: Batches, task: TaskData,
+def epoch_row(spec: RunSpec, epoch: int, model, method, context, loader: BatchSource, task: TaskData,
                train_loss: float, train_acc: float, optimizer) -> dict[str, Any]:
     by_domain = {name: accuracy(*logits_on(model, method, context, loader, split, loader.domain_id(name)))
                  for name, split in task.tests.items()}
@@ -45,7 +48,7 @@ def epoch_row(spec: RunSpec, epoch: int, model, method, context, loader: Batches
 
 
 def final_result(spec: RunSpec, grid: str | None, model: TaskModel, method, context: BatchContext,
-                 loader: Batches, task: TaskData, state: dict[str, Any], device: torch.device,
+                 loader: BatchSource, task: TaskData, state: dict[str, Any], device: torch.device,
                  wall_start: float) -> ResultRecord:
     history = state["history"]
     timings = Timings(wall_s=time.time() - wall_start, train_s=state["train_s"], eval_s=state["eval_s"],

@@ -34,10 +34,16 @@ class TaskSpec:
     # Domain-generalization suites: the trial whose seed builds the domains and their splits; None uses the
     # run seed. Set for ensemble members (several run seeds, one trial). Left out of the identity while None.
     trial: int | None = None
+    # Folder-streamed datasets (imagenet; benchmarks/run/streamed.py): the side of the training crop and of
+    # the evaluation centre crop; None uses the dataset's registered size (224). Left out of the identity
+    # while None.
+    image_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.trial is not None:
             _check_int("trial", self.trial, low=0)
+        if self.image_size is not None:
+            _check_int("image_size", self.image_size, low=8)
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"invalid protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
         if self.protocol == "dann" and self.target is None:
@@ -212,8 +218,9 @@ NOT_IDENTITY = ("nodes", "checkpoint_every_steps", "checkpoint_every_minutes")
 
 def _task_dict(task: TaskSpec) -> dict[str, Any]:
     data = asdict(task)
-    if data["trial"] is None:  # fields added later stay out of the identity at their default
-        del data["trial"]
+    for key in ("trial", "image_size"):  # fields added later stay out of the identity at their default
+        if data[key] is None:
+            del data[key]
     return data
 
 

@@ -19,7 +19,6 @@ import torch
 from benchmarks.data.splits import stratified_split
 from benchmarks.data.tasks import build_task
 from benchmarks.run import distributed
-from benchmarks.run.batches import Batches
 from benchmarks.run.checkpoint import CheckpointUnusable, apply_checkpoint, read_checkpoint, save_checkpoint
 from benchmarks.run.compile_step import compile_features, plan_compile
 from benchmarks.run.divergence import DivergenceWatch
@@ -32,6 +31,7 @@ from benchmarks.run.schedules import grl_coefficient, lr_factor
 from benchmarks.run.scoring import epoch_row, final_result
 from benchmarks.run.spec import SCHEMA_VERSION, RunSpec
 from benchmarks.run.step_checkpoints import StepCheckpoints, epoch_tallies, resume_position
+from benchmarks.run.streamed import batch_source, streamed_task
 from benchmarks.run.termination import Terminated, raise_if_terminated
 from benchmarks.run.trainer_parts import make_loss_fn, make_optimizer, pick_device
 from benchmarks.run.tta_spec import TtaSpec
@@ -124,8 +124,10 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
     distributed.check_world(spec.recipe)  # a data-parallel spec outside its process group: refused at once
     directory.write_heartbeat()
     directory.clear_failure()
-    task = build_task(spec.task.dataset, spec.task.target, root=data_root, seed=spec.seed,
-                      val_fraction=spec.task.val_fraction, trial=spec.task.trial)
+    task = streamed_task(spec, data_root)  # paths only, for a folder-streamed dataset (ImageNet): streamed.py
+    if task is None:
+        task = build_task(spec.task.dataset, spec.task.target, root=data_root, seed=spec.seed,
+                          val_fraction=spec.task.val_fraction, trial=spec.task.trial)
     if not eval_test:
         task.tests = {}  # tuning: the test splits are dropped before anything could read them
     elif spec.task.test_subsample:
@@ -142,7 +144,7 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
     prepare(model.net, method, spec.w_bits, spec.a_bits, layer_policy_of(spec), context)
     model.to(device)
 
-    loader = Batches(task, spec, device, channels_last)
+    loader = batch_source(task, spec, device, channels_last)
     steps = min(loader.steps_per_epoch(), spec.recipe.steps_per_epoch or 10**9)
     optimizer = make_optimizer(model, spec.recipe)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -179,7 +181,7 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         if position:
             log(f"[{spec.run_id}] resuming epoch {epoch + 1} after its step {position}")
             loss_sum = resumed_tallies.restore(tally)
-        for index, parts in enumerate(loader.training_parts(epoch, use_targets)):
+        for index, parts in enumerate(loader.training_parts(epoch, use_targets, skip=position)):
             if index >= steps:
                 break
             if index < position:  # trained before the interruption: drawn (the order advances), not trained
