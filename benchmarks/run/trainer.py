@@ -160,11 +160,13 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         plan = plan_compile(model.net, device, parts)
         log(f"[{spec.run_id}] {compile_features(model.net, plan, spec.recipe.batch_size)}")
     position, resumed_tallies = resume_position(state)
-    parallel = distributed.join(model, optimizer, loader, spec.recipe, spec.seed, resumed=resumed)
+    parallel = distributed.join(model, optimizer, loader, spec.recipe, spec.seed, resumed=resumed,
+                                gradients_from_backward=method.gradients_from_backward)
     step_checkpoints = StepCheckpoints(spec.recipe, parallel)
 
     tally: dict[str, Any] = {}  # the running accuracy and GRL coefficient of the current epoch
-    loss_fn = make_loss_fn(model, method, context, device, spec.recipe.amp, tally)
+    loss_fn = make_loss_fn(model, method, context, device, spec.recipe.amp, tally,
+                           parallel.ddp if parallel is not None else None)
 
     epochs_this_call = 0
     while state["epoch"] < spec.recipe.epochs:
@@ -188,6 +190,8 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base_lr * lr_factor(spec.recipe, state["step"], steps)
             tally["grl"] = grl_coefficient(state["step"], total_steps)
+            if parallel is not None:
+                parallel.start_step()
             loss = method.training_step(model, optimizer, parts, loss_fn)
             loss_sum += loss
             state["step"] += 1
