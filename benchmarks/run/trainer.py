@@ -157,7 +157,8 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         calibrate(model.net, next(loader.epoch(0, 0))[0])
     if spec.recipe.compile:  # after calibration, which initialises the quantizers eagerly
         parts = len(task.sources) + (len(task.targets) if use_targets else 0)
-        plan = plan_compile(model.net, device, parts)
+        # data-parallel: no CUDA graphs (DDP's hooks and sync_bn's collectives in a replay: untested)
+        plan = plan_compile(model.net, device, parts, cuda_graphs=spec.recipe.processes == 1)
         log(f"[{spec.run_id}] {compile_features(model.net, plan, spec.recipe.batch_size)}")
     position, resumed_tallies = resume_position(state)
     parallel = distributed.join(model, optimizer, loader, spec.recipe, spec.seed, resumed=resumed,
