@@ -1,15 +1,15 @@
 """Two processes with batch B/2 each train like one process with batch B (docs/distributed.md).
 
-For the methods whose batch statistics are all reduced across ranks (BatchNorm synchronised; FP, LSQ and
-DoReFa keep no other batch statistics) the final weights after three steps equal the one-process run's within
-``ATOL`` of the method, absolute, on every tensor (float sums in another order; LSQ's learned step sizes turn
-a last-bit difference into a flipped rounding now and then, so its tolerance is wider; the measured worst
-differences are in docs/distributed.md). The methods with per-rank statistics (AlignQ, ClimbQ, EmaQ,
-EmaQ-LT: their docs pages say which) train to completion under two processes with the same run-directory
-layout, and their parameters stay within ``PER_RANK_PARAMETER_ATOL`` of the one-process run's after three
-steps (a loose bound: their statistics are each rank's own). Run with ``-s``, the tests print the worst
-differences docs/distributed.md tabulates. FP, LSQ, DoReFa, AlignQ and ClimbQ reduce their gradients through
-DistributedDataParallel, EmaQ and EmaQ-LT at the optimizer step.
+For the methods whose batch statistics are all reduced across ranks (BatchNorm synchronised; FP, LSQ, DoReFa
+and QT-DoG keep no other batch statistics) the final weights after three steps equal the one-process run's
+within ``ATOL`` of the method, absolute, on every tensor (float sums in another order; LSQ's learned step
+sizes turn a last-bit difference into a flipped rounding now and then, so its tolerance is wider; the
+measured worst differences are in docs/distributed.md). The methods with per-rank statistics (AlignQ,
+ClimbQ, EmaQ, EmaQ-LT: their docs pages say which) train to completion under two processes with the same
+run-directory layout, and their parameters stay within ``PER_RANK_PARAMETER_ATOL`` of the one-process run's
+after three steps (a loose bound: their statistics are each rank's own). Run with ``-s``, the tests print
+the worst differences docs/distributed.md tabulates. FP, LSQ, DoReFa, QT-DoG, AlignQ and ClimbQ reduce their
+gradients through DistributedDataParallel, EmaQ and EmaQ-LT at the optimizer step.
 """
 from __future__ import annotations
 
@@ -30,19 +30,23 @@ pytestmark = pytest.mark.slow
 
 FP = Recipe(epochs=1, batch_size=64, lr=0.05, schedule="cosine", steps_per_epoch=3)
 QAT = Recipe(epochs=1, batch_size=64, lr=0.01, schedule="cosine", steps_per_epoch=3)
-REDUCED = ("fp", "lsq", "dorefa")
+REDUCED = ("fp", "lsq", "dorefa", "qtdog")
 PER_RANK = ("alignq", "climbq", "emaq", "emaq-lt")
-ATOL = {"fp": 5e-4, "dorefa": 5e-4, "lsq": 1e-2}
+ATOL = {"fp": 5e-4, "dorefa": 5e-4, "lsq": 1e-2, "qtdog": 5e-4}
+# QT-DoG switched on after the first step, weights and step sizes then frozen as in the authors' code: the set
+# of parameters with a gradient changes during the run, which DDP must follow (find_unused_parameters)
+HPARAMS = {"qtdog": {"onset_step": 1, "rebuild_optimizer": False}}
 PER_RANK_PARAMETER_ATOL = 1e-2
 
 
 def _spec(method: str, processes: int) -> RunSpec:
     recipe = dataclasses.replace(FP if method == "fp" else QAT, processes=processes)
     bits = 32 if method == "fp" else 4
+    a_bits = 32 if method == "qtdog" else bits  # QT-DoG quantizes weights only
     # dropout off: each rank draws its own masks, so dropout alone would make the runs differ
     return RunSpec(task=TaskSpec("optdigits", test_subsample=200), arch="dann_digits", method=method,
-                   recipe=recipe, w_bits=bits, a_bits=bits, fp_recipe=None if method == "fp" else FP,
-                   arch_options={"dropout": 0.0})
+                   hparams=HPARAMS.get(method, {}), recipe=recipe, w_bits=bits, a_bits=a_bits,
+                   fp_recipe=None if method == "fp" else FP, arch_options={"dropout": 0.0})
 
 
 @pytest.fixture(scope="module")
