@@ -3,7 +3,8 @@
 What makes G processes with batch B/G each train like one process with batch B (docs/distributed.md):
 
 * the same start: every rank builds and calibrates the model from the same seed and the same (unsharded)
-  first batch, then parameters and buffers are broadcast from rank 0, as DistributedDataParallel does;
+  first batch, then parameters and buffers are broadcast from rank 0 (by DistributedDataParallel at its
+  construction, or here); a resumed run's ranks load the same weights, and each its own buffers, instead;
 * the same data: each rank keeps rows ``[r·B/G, (r+1)·B/G)`` of every global batch of the epoch's seeded
   order (``Batches.shard``), so the ranks together see exactly the single-process batches;
 * the same gradient: the gradients are averaged over the ranks; the average of the ranks' mean-loss
