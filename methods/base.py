@@ -168,6 +168,11 @@ class QuantMethod:
     quantizes_activations: ClassVar[bool] = True
     # Which runner executes a run of this method: "qat" (the trainer's epoch loop) or "ptq" (post-training).
     kind: ClassVar[str] = "qat"
+    # True: a step's gradient is what one ordinary ``backward()`` of the step's total loss leaves in
+    # ``.grad``, so a data-parallel run can average it with DistributedDataParallel's reducer (overlapped
+    # with the backward). False: the method builds gradients itself (``torch.autograd.grad``), which DDP
+    # never sees; its data-parallel runs average ``.grad`` at the optimizer step (docs/distributed.md).
+    gradients_from_backward: ClassVar[bool] = True
 
     def __init__(self, **hparams: Any) -> None:
         unknown = sorted(set(hparams) - set(self.defaults))

@@ -145,6 +145,8 @@ class EmaQBase(QuantMethod):
                 "sens_granularity": "layer", "beta_s": 0.9, "eps": 1e-12, "local_steps": 1, "admm": False,
                 "admm_layers": "all", "mu": 0.2, "rho": 0.3}
     search_space = {"gamma": ("float", -1.0, 2.0, False), "beta_s": ("float", 0.5, 0.99, False)}
+    # E4–E7 take per-domain gradients with torch.autograd.grad, outside DDP's reducer
+    gradients_from_backward = False
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)

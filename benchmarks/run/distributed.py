@@ -3,14 +3,17 @@
 What makes G processes with batch B/G each train like one process with batch B (docs/distributed.md):
 
 * the same start: every rank builds and calibrates the model from the same seed and the same (unsharded)
-  first batch, then parameters and buffers are broadcast from rank 0, as DistributedDataParallel does;
+  first batch, then parameters and buffers are broadcast from rank 0 (by DistributedDataParallel at its
+  construction, or here); a resumed run's ranks load the same weights, and each its own buffers, instead;
 * the same data: each rank keeps rows ``[r·B/G, (r+1)·B/G)`` of every global batch of the epoch's seeded
   order (``Batches.shard``), so the ranks together see exactly the single-process batches;
-* the same gradient: before every optimizer step the gradients are averaged over the ranks in one flat
-  all-reduce (an optimizer step pre-hook). The average of the ranks' mean-loss gradients is the gradient of
-  the global mean loss. We hook the optimizer rather than wrap the model in ``DistributedDataParallel``
-  because methods own their backward pass: EmaQ takes per-domain gradients with ``torch.autograd.grad``,
-  which DDP's reducer never sees, and every method runs one forward per domain part before one backward;
+* the same gradient: the gradients are averaged over the ranks; the average of the ranks' mean-loss
+  gradients is the gradient of the global mean loss. For every method whose gradient comes from one
+  ``backward()`` (``QuantMethod.gradients_from_backward``) the training forward is wrapped in PyTorch's
+  ``DistributedDataParallel`` (``benchmarks.run.ddp_forward``), whose reducer all-reduces gradient buckets
+  while the backward goes on. EmaQ and EmaQ-LT take per-domain gradients with ``torch.autograd.grad``, which
+  DDP's reducer never sees: their gradients are averaged in one flat all-reduce by an optimizer step
+  pre-hook;
 * the same BatchNorm: with ``recipe.sync_bn`` each BatchNorm normalises with the mean and variance of the
   global batch (a differentiable all-reduce of per-channel sums, as ``nn.SyncBatchNorm``, which has no CPU
   kernel);
@@ -32,7 +35,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from benchmarks.run.ddp_forward import DdpStepForward
 from benchmarks.run.spec import Recipe
+from benchmarks.run.trainer_parts import TaskModel
 from methods.layers import QuantBatchNorm2d
 
 # How long a rank waits in a collective for the others (a rank that died is noticed by the launcher first).
@@ -86,8 +91,14 @@ def rank_device(device: torch.device, rank: Rank) -> torch.device:
 class DataParallel:
     """The distributed side of one run on one rank: set up by ``join``, asked by the trainer."""
 
-    def __init__(self, rank: Rank) -> None:
+    def __init__(self, rank: Rank, ddp: DdpStepForward | None = None) -> None:
         self.rank = rank
+        self.ddp = ddp  # None: gradients are averaged at the optimizer step (``average_gradients``)
+
+    def start_step(self) -> None:
+        """Called before every training step."""
+        if self.ddp is not None:
+            self.ddp.start_step()
 
     def average_gradients(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
         """Optimizer step pre-hook: every gradient becomes its mean over the ranks (one flat all-reduce)."""
@@ -133,23 +144,31 @@ def check_world(recipe: Recipe) -> None:
                          "data-parallel runs with benchmarks.run.distributed_run.run_scaled")
 
 
-def join(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Any, recipe: Recipe, seed: int,
-         resumed: bool) -> DataParallel | None:
-    """Make this rank's training part of the group (no-op for a one-process run): broadcast rank 0's model,
-    average gradients at every step, shard the batches, synchronise BatchNorm, give each rank its own dropout
-    RNG (a resumed run has restored it from the checkpoint). Raises ValueError when the process group does not
-    have the recipe's number of processes (``check_world``)."""
+def join(model: TaskModel, optimizer: torch.optim.Optimizer, loader: Any, recipe: Recipe, seed: int,
+         resumed: bool, gradients_from_backward: bool = True) -> DataParallel | None:
+    """Make this rank's training part of the group (no-op for a one-process run): start from rank 0's model
+    (a resumed run: from the checkpoint every rank loaded), average gradients at every step (through DDP when
+    ``gradients_from_backward``, else at the optimizer step), shard the batches, synchronise BatchNorm, give
+    each rank its own dropout RNG (a resumed run has restored it from the checkpoint). Raises ValueError when
+    the process group does not have the recipe's number of processes (``check_world``)."""
     check_world(recipe)
     rank = current()
     if rank is None:
         return None
-    parallel = DataParallel(rank)
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        dist.broadcast(tensor.data, 0)
-    optimizer.register_step_pre_hook(parallel.average_gradients)
     loader.shard = (rank.rank, rank.world_size)
     if recipe.sync_bn:
         synchronise_batchnorm(model)
+    if gradients_from_backward:
+        device = next(model.parameters()).device
+        # DDP's construction broadcasts rank 0's parameters and buffers, as the loop below
+        parallel = DataParallel(rank, DdpStepForward(model, device, resumed))
+    else:
+        parallel = DataParallel(rank)
+        # resumed: every rank loaded the same weights, and its own buffers, from the checkpoint
+        if not resumed:
+            for tensor in list(model.parameters()) + list(model.buffers()):
+                dist.broadcast(tensor.data, 0)
+        optimizer.register_step_pre_hook(parallel.average_gradients)
     if not resumed:
         torch.manual_seed(seed + RANK_SEED_STRIDE * rank.rank)
     return parallel

@@ -159,14 +159,17 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
         calibrate(model.net, next(loader.epoch(0, 0))[0])
     if spec.recipe.compile:  # after calibration, which initialises the quantizers eagerly
         parts = len(task.sources) + (len(task.targets) if use_targets else 0)
-        plan = plan_compile(model.net, device, parts)
+        # data-parallel: no CUDA graphs (DDP's hooks and sync_bn's collectives in a replay: untested)
+        plan = plan_compile(model.net, device, parts, cuda_graphs=spec.recipe.processes == 1)
         log(f"[{spec.run_id}] {compile_features(model.net, plan, spec.recipe.batch_size)}")
     position, resumed_tallies = resume_position(state)
-    parallel = distributed.join(model, optimizer, loader, spec.recipe, spec.seed, resumed=resumed)
+    parallel = distributed.join(model, optimizer, loader, spec.recipe, spec.seed, resumed=resumed,
+                                gradients_from_backward=method.gradients_from_backward)
     step_checkpoints = StepCheckpoints(spec.recipe, parallel)
 
     tally: dict[str, Any] = {}  # the running accuracy and GRL coefficient of the current epoch
-    loss_fn = make_loss_fn(model, method, context, device, spec.recipe.amp, tally)
+    loss_fn = make_loss_fn(model, method, context, device, spec.recipe.amp, tally,
+                           parallel.ddp if parallel is not None else None)
 
     epochs_this_call = 0
     while state["epoch"] < spec.recipe.epochs:
@@ -190,6 +193,8 @@ def _train(spec: RunSpec, directory: RunDir, output: Path, grid: str | None, dat
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base_lr * lr_factor(spec.recipe, state["step"], steps)
             tally["grl"] = grl_coefficient(state["step"], total_steps)
+            if parallel is not None:
+                parallel.start_step()
             loss = method.training_step(model, optimizer, parts, loss_fn)
             loss_sum += loss
             state["step"] += 1

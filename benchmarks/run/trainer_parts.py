@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,9 @@ from torch import nn
 from benchmarks.models.base import Backbone
 from benchmarks.run.spec import Recipe
 from methods import BatchContext, DomainBatch, Quantizer, QuantMethod
+
+if TYPE_CHECKING:  # ddp_forward imports this module
+    from benchmarks.run.ddp_forward import DdpStepForward
 
 
 class TaskModel(nn.Module):
@@ -74,28 +77,37 @@ def amp_context(device: torch.device, amp: str):
 
 
 def make_loss_fn(model: TaskModel, method: QuantMethod, context: BatchContext, device: torch.device, amp: str,
-                 tally: dict[str, Any]) -> Callable[[DomainBatch], torch.Tensor]:
+                 tally: dict[str, Any],
+                 ddp: DdpStepForward | None = None) -> Callable[[DomainBatch], torch.Tensor]:
     """The loss of one domain part of a step, as ``method.training_step`` calls it: the context set, features
     under autocast, the method's task loss on labelled parts (with a running accuracy tally kept on the
     device: no synchronisation), the DANN domain loss through gradient reversal (``tally["grl"]``), the
     method's extra loss. The trainer and the speed benchmark both use it, so the benchmark times the real
-    step."""
+    step. In a data-parallel run ``ddp`` computes the part's network outputs through DistributedDataParallel
+    (``benchmarks.run.ddp_forward``); without it, the one-process operations run as they always have."""
 
     def loss_fn(part: DomainBatch) -> torch.Tensor:
         context.set_batch(part.y, part.domain)
         with amp_context(device, amp):
-            features = model.net.features(part.x)
+            outputs = ddp(part.x, part.y is not None, tally["grl"]) if ddp is not None else None
+            features = model.net.features(part.x) if outputs is None else outputs.features
             loss = features.new_zeros(())
             if part.y is not None:
-                logits = model.net.classify(features)
+                logits = model.net.classify(features) if outputs is None else outputs.logits
+                assert logits is not None  # a labelled part's outputs hold its logits
                 loss = loss + method.task_loss(logits, part.y, features, context)
                 tally["correct"] += (logits.argmax(1) == part.y).sum()
                 tally["seen"] += part.y.numel()
             if model.domain_head is not None:
-                domain_logits = model.domain_head(revgrad(features, tally["grl"]))
+                domain_logits = (model.domain_head(revgrad(features, tally["grl"])) if outputs is None
+                                 else outputs.domain_logits)
+                assert domain_logits is not None  # a model with a domain head: its outputs hold them
                 loss = loss + F.cross_entropy(domain_logits, torch.full_like(domain_logits[:, 0], part.domain,
                                                                              dtype=torch.long))
             extra = method.extra_loss(model.net)
-            return loss + extra if extra is not None else loss
+            total = loss + extra if extra is not None else loss
+            if ddp is not None:
+                ddp.part_done(total)
+            return total
 
     return loss_fn
