@@ -22,7 +22,7 @@ GRID_KEYS = {"name", "description", "methods", "bits", "seeds", "tasks", "recipe
 # ``profiles``: the profiles a task belongs to (all when absent); ``stream``: its TTA stream's own keys;
 # ``method_bits``: per-method W/A lists for this task only, over the grid's
 TASK_KEYS = {"dataset", "target", "protocol", "archs", "recipe", "val_fraction", "test_subsample", "profiles",
-             "stream", "method_bits"}
+             "stream", "method_bits", "image_size"}
 TTA_KEYS = {"methods", "parents", "hparams", "streams"}
 
 
@@ -215,7 +215,7 @@ def _parse_task(entry: Any, recipes: dict) -> GridTask:
     task = TaskSpec(dataset=entry["dataset"], target=entry.get("target"),
                     protocol=entry.get("protocol", "standard"),
                     val_fraction=float(entry.get("val_fraction", 0.1)),
-                    test_subsample=entry.get("test_subsample"))
+                    test_subsample=entry.get("test_subsample"), image_size=entry.get("image_size"))
     archs = entry.get("archs")
     if not isinstance(archs, list) or not archs:
         raise ValueError(f"task {entry['dataset']!r} needs a non-empty 'archs' list")

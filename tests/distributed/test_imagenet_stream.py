@@ -220,3 +220,19 @@ def test_two_streamed_ranks_train_like_one_process_and_score_rank_zeros_model(fa
         logits, labels = logits_on(model, method, context, loader, task.tests["imagenet"], 0)
         assert record.metrics.per_class_acc == per_class_accuracy(logits, labels, 4)
         assert record.metrics.nll == pytest.approx(calibration(logits, labels)["nll"], abs=1e-5)
+
+
+def test_a_grid_task_sets_the_image_size():
+    """A small-image ImageNet smoke grid is written in YAML like any other (task key ``image_size``)."""
+    from benchmarks.matrix.expand import expand
+    from benchmarks.matrix.grids import GridError, parse_grid
+
+    def grid(size: object) -> dict:
+        return {"name": "tiny-imagenet", "methods": ["fp"], "bits": ["4/4"], "seeds": [0],
+                "tasks": [{"dataset": "imagenet", "archs": ["resnet18"], "recipe": "r", "image_size": size}],
+                "recipes": {"r": {"quick": {"fp": {"epochs": 1}, "qat": {"epochs": 1}}}}}
+
+    (spec,) = expand(parse_grid(grid(32)), "quick")
+    assert spec.task.image_size == 32
+    with pytest.raises(GridError, match="image_size"):
+        parse_grid(grid(3))
