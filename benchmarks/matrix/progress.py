@@ -67,13 +67,16 @@ def _epochs_of(spec: RunSpec) -> int:
 
 
 def take_snapshot(specs: list[RunSpec], output: Path, workers: int = 1, now: float | None = None) -> Snapshot:
-    """Read every run's directory once. The ETA is the runs still to go times the median duration of the
-    finished ones (their ``result.json`` wall time), divided over the workers; before any run has finished,
-    the cost model's estimate (``matrix/cost.py``) stands in."""
+    """Read every run's directory once. The ETA is the cost model's estimate of what is still to go
+    (``matrix/cost.py``: each run's steps, images and method), scaled by the pace the finished runs showed
+    (the median of their ``result.json`` wall time over their own estimate) and divided over the workers.
+    Scaling each run's own estimate, not counting runs, keeps the ETA right when runs differ in length (a
+    2,000-step ERM parent and its 500-step quantized children). Before any run has finished, the unscaled
+    estimate stands in."""
     now = time.time() if now is None else now
     statuses = run_statuses(specs, output)
     snap = Snapshot(counts=Counter(status for status, _ in statuses.values()), total=len(specs))
-    durations = []
+    finished: list[tuple[float, RunSpec]] = []  # (wall time, spec) of the finished runs
     for spec in specs:
         status, reason = statuses[spec.run_id]
         directory = RunDir.of(output, spec.run_id)
@@ -87,23 +90,27 @@ def take_snapshot(specs: list[RunSpec], output: Path, workers: int = 1, now: flo
             snap.done.add(spec.run_id)
             wall = _wall_s(directory)
             if wall is not None:
-                durations.append(wall)
+                finished.append((wall, spec))
     to_go = [s for s in specs if statuses[s.run_id][0] in PENDING_STATES + (RunState.RUNNING.value,)]
     if to_go:
-        snap.eta_s, snap.eta_source = _eta(to_go, snap.running, durations, max(1, workers))
+        snap.eta_s, snap.eta_source = _eta(to_go, snap.running, finished, max(1, workers))
     return snap
 
 
-def _eta(to_go: list[RunSpec], running: list[RunningRun], durations: list[float],
+def _eta(to_go: list[RunSpec], running: list[RunningRun], finished: list[tuple[float, RunSpec]],
          workers: int) -> tuple[float, str]:
-    if durations:
-        per_run = statistics.median(durations)
-        left = sum(per_run * (1 - r.epoch / max(1, r.epochs)) for r in running)
-        left += per_run * (len(to_go) - len(running))
-        return left / workers, f"median of {len(durations)} finished runs"
     from benchmarks.matrix.cost import gpu_hours
 
-    return 3600 * sum(gpu_hours(s) for s in to_go) / workers, "cost model"
+    def estimate(spec: RunSpec) -> float:
+        return 3600 * gpu_hours(spec)
+
+    paces = [wall / estimate(spec) for wall, spec in finished if estimate(spec) > 0]
+    pace, source = 1.0, "cost model"
+    if paces:
+        pace, source = statistics.median(paces), f"cost model at the pace of {len(paces)} finished runs"
+    done_part = {r.run_id: r.epoch / max(1, r.epochs) for r in running}
+    left = sum(estimate(s) * (1 - done_part.get(s.run_id, 0.0)) for s in to_go)
+    return pace * left / workers, source
 
 
 def _epochs_done(directory: RunDir) -> int:

@@ -62,8 +62,10 @@ def test_plain_view_prints_one_line_per_event(grid):
 
 
 def test_eta_from_finished_runs_over_the_workers(grid, monkeypatch):
-    """Once runs have finished, the ETA is the median of their wall times per run still to go."""
+    """Once runs have finished, the ETA is the cost model's estimate of what is left, at the pace the
+    finished runs showed (wall time over their own estimate), divided over the workers."""
     from benchmarks.matrix import progress
+    from benchmarks.matrix.cost import gpu_hours
 
     specs, output = grid
     _start(output, specs[0], 1)  # half of a 2-epoch run left
@@ -72,8 +74,30 @@ def test_eta_from_finished_runs_over_the_workers(grid, monkeypatch):
         specs[2].run_id: ("done", None)})
     monkeypatch.setattr(progress, "_wall_s", lambda directory: 100.0)
     snap = take_snapshot(specs, output, workers=2)
-    assert snap.eta_s == pytest.approx((50 + 100) / 2)
-    assert snap.eta_source == "median of 1 finished runs"
+    estimate = [3600 * gpu_hours(s) for s in specs]
+    pace = 100.0 / estimate[2]
+    assert snap.eta_s == pytest.approx(pace * (estimate[0] / 2 + estimate[1]) / 2)
+    assert snap.eta_source == "cost model at the pace of 1 finished runs"
+
+
+def test_eta_follows_each_runs_length_not_the_run_count(grid, monkeypatch):
+    """A long FP parent finished (8 epochs): its two 1-epoch children are not each given its wall time."""
+    from dataclasses import replace
+
+    from benchmarks.matrix import progress
+    from benchmarks.matrix.cost import gpu_hours
+
+    specs, output = grid
+    fp, lsq, dorefa = specs
+    long_fp = fp.with_(recipe=replace(fp.recipe, epochs=8))
+    short = [run.with_(recipe=replace(run.recipe, epochs=1)) for run in (lsq, dorefa)]
+    monkeypatch.setattr(progress, "run_statuses", lambda s, o: {
+        long_fp.run_id: ("done", None), **{run.run_id: ("not_launched", None) for run in short}})
+    monkeypatch.setattr(progress, "_wall_s", lambda directory: 800.0)
+    snap = take_snapshot([long_fp, *short], output)
+    pace = 800.0 / gpu_hours(long_fp)
+    assert snap.eta_s == pytest.approx(pace * sum(gpu_hours(run) for run in short))
+    assert snap.eta_s < 800.0  # a median per run would say 1,600 s
 
 
 def test_live_view_draws_a_bar_per_running_run(grid):
