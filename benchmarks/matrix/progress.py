@@ -69,7 +69,8 @@ def _epochs_of(spec: RunSpec) -> int:
 def take_snapshot(specs: list[RunSpec], output: Path, workers: int = 1, now: float | None = None) -> Snapshot:
     """Read every run's directory once. The ETA is the cost model's estimate of what is still to go
     (``matrix/cost.py``: each run's steps, images and method), scaled by the pace the finished runs showed
-    (the median of their ``result.json`` wall time over their own estimate) and divided over the workers.
+    (the median of their ``result.json`` wall time over their own estimate; those of the same method when
+    some have finished) and divided over the workers.
     Scaling each run's own estimate, not counting runs, keeps the ETA right when runs differ in length (a
     2,000-step ERM parent and its 500-step quantized children). Before any run has finished, the unscaled
     estimate stands in."""
@@ -104,13 +105,23 @@ def _eta(to_go: list[RunSpec], running: list[RunningRun], finished: list[tuple[f
     def estimate(spec: RunSpec) -> float:
         return 3600 * gpu_hours(spec)
 
-    paces = [wall / estimate(spec) for wall, spec in finished if estimate(spec) > 0]
-    pace, source = 1.0, "cost model"
-    if paces:
-        pace, source = statistics.median(paces), f"cost model at the pace of {len(paces)} finished runs"
+    # the pace of the finished runs of the same method where there are some (the model's step-time ratios
+    # between methods were measured on a GPU and can be far off elsewhere), else of all finished runs
+    by_method: dict[str, list[float]] = {}
+    for wall, spec in finished:
+        if estimate(spec) > 0:
+            by_method.setdefault(spec.method, []).append(wall / estimate(spec))
+    paces = [p for method_paces in by_method.values() for p in method_paces]
+    if not paces:
+        pace_of = {}
+        overall, source = 1.0, "cost model"
+    else:
+        pace_of = {method: statistics.median(values) for method, values in by_method.items()}
+        overall, source = statistics.median(paces), f"cost model at the pace of {len(paces)} finished runs"
     done_part = {r.run_id: r.epoch / max(1, r.epochs) for r in running}
-    left = sum(estimate(s) * (1 - done_part.get(s.run_id, 0.0)) for s in to_go)
-    return pace * left / workers, source
+    left = sum(pace_of.get(s.method, overall) * estimate(s) * (1 - done_part.get(s.run_id, 0.0))
+               for s in to_go)
+    return left / workers, source
 
 
 def _epochs_done(directory: RunDir) -> int:

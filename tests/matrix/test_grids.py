@@ -15,7 +15,8 @@ from benchmarks.run.rundir import RunDir
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["smoke", "demo", "standard", "multidomain", "longtail"])
+@pytest.mark.parametrize("name", ["smoke", "demo", "standard", "multidomain", "longtail",
+                                  "rotated-mnist-cpu"])
 def test_committed_grids_expand(name):
     assert name in available_grids()
     grid = load_grid(name)

@@ -100,6 +100,26 @@ def test_eta_follows_each_runs_length_not_the_run_count(grid, monkeypatch):
     assert snap.eta_s < 800.0  # a median per run would say 1,600 s
 
 
+def test_eta_uses_the_pace_of_the_same_methods_finished_runs(grid, monkeypatch):
+    """Finished FP and LSQ runs at different paces: a remaining LSQ run goes at LSQ's pace, a remaining
+    DoReFa run (none finished) at the median pace of all finished runs."""
+    from benchmarks.matrix import progress
+    from benchmarks.matrix.cost import gpu_hours
+
+    specs, output = grid
+    fp, lsq, dorefa = specs
+    lsq_2 = lsq.with_(seed=1)
+    monkeypatch.setattr(progress, "run_statuses", lambda s, o: {
+        fp.run_id: ("done", None), lsq.run_id: ("done", None), lsq_2.run_id: ("not_launched", None),
+        dorefa.run_id: ("not_launched", None)})
+    walls = {fp.run_id: 10.0, lsq.run_id: 90.0}
+    monkeypatch.setattr(progress, "_wall_s", lambda directory: walls[directory.path.name])
+    snap = take_snapshot([fp, lsq, lsq_2, dorefa], output)
+    paces = [10.0 / gpu_hours(fp), 90.0 / gpu_hours(lsq)]
+    expected = paces[1] * gpu_hours(lsq_2) + (sum(paces) / 2) * gpu_hours(dorefa)
+    assert snap.eta_s == pytest.approx(expected)
+
+
 def test_live_view_draws_a_bar_per_running_run(grid):
     specs, output = grid
     _start(output, specs[0], 1)
