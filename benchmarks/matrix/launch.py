@@ -103,6 +103,12 @@ def launch_runs(specs: list[RunSpec], launcher: str, options: GridLaunch) -> Lau
             options.log(progress_line(specs, output))
     # the run directories say why, in the words --status uses; the launcher's reason is the fallback
     report.failed = {key: failure_line(output, key) or reason for key, reason in launched.failed.items()}
+    for key in list(report.failed):  # never started because its parent's earlier job failed: blocked
+        parent = by_id[key].parent()
+        reason = blocked_reason(by_id[key], output)
+        if parent is not None and parent.run_id in queued and reason and failure_line(output, key) is None:
+            del report.failed[key]
+            report.blocked[key] = reason
     report.blocked.update({key: blocked_reason(by_id[key], output) or f"FP parent {reason}"
                            for key, reason in launched.blocked.items()})
     return report

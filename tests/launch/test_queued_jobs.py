@@ -118,3 +118,26 @@ def test_a_job_submitted_before_its_runs_failure_does_not_count(tmp_path):
     directory.write_queued("13_0")  # a job submitted after the failure retries it: it counts
     assert queued.queued_elsewhere(tmp_path, {"r1": directory.state()}, print,
                                    FakeSqueue({"13_0": "PENDING"})) == {"r1": "13_0"}
+
+
+def test_a_qat_run_cancelled_with_its_parents_earlier_job_is_blocked(tmp_path, monkeypatch):
+    """The parent's earlier job fails, SLURM cancels the QAT run's job (afterok, kill-on-invalid-dep): the
+    run is reported blocked with the parent's error, as when the parent is launched with it."""
+    import benchmarks.matrix.launch as matrix_launch
+    from benchmarks.launch.options import LaunchReport
+
+    specs = expand(load_grid(str(two_parent_grid(tmp_path, seeds=(0,), methods="fp, lsq"))), "full")
+    fp, lsq = sorted(specs, key=lambda s: s.method != "fp")
+    output = tmp_path / "out"
+    RunDir.of(output, fp.run_id).write_queued("40_0")
+    monkeypatch.setattr(queued, "run_squeue", FakeSqueue({"40_0": "PENDING"}))
+
+    def cancelled(launcher, requests, options, runs_per_gpu):
+        assert [r.after_job for r in requests] == ["40_0"]
+        RunDir.of(output, fp.run_id).write_failure("RuntimeError: bad data", "")  # the parent's job failed
+        return LaunchReport(launched=[lsq.run_id], failed={lsq.run_id: "job 41 ended without finishing"})
+    monkeypatch.setattr(matrix_launch, "launch_packed", cancelled)
+    report = launch_runs(specs, "slurm", GridLaunch(output=output, grid="t", log=lambda _: None,
+                                                    slurm_profile=_profile(tmp_path, 8), wait=False))
+    assert report.failed == {}
+    assert report.blocked == {lsq.run_id: f"FP parent {fp.run_id} failed: RuntimeError: bad data"}
