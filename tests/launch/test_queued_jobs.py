@@ -141,3 +141,17 @@ def test_a_qat_run_cancelled_with_its_parents_earlier_job_is_blocked(tmp_path, m
                                                     slurm_profile=_profile(tmp_path, 8), wait=False))
     assert report.failed == {}
     assert report.blocked == {lsq.run_id: f"FP parent {fp.run_id} failed: RuntimeError: bad data"}
+
+
+def test_waiting_polls_until_the_earlier_jobs_leave_the_queue():
+    fake = FakeSqueue({"5_0": "RUNNING", "5_1": "PENDING"})
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # one job ends after each poll
+        sleeps.append(seconds)
+        fake.alive.pop(min(fake.alive))
+    queued.wait_for_jobs(["5_0", "5_1"], 2.0, sleep, fake)
+    assert sleeps == [2.0, 2.0] and fake.calls == 3
+    down = FakeSqueue({"5_0": "RUNNING"}, fail=True)
+    queued.wait_for_jobs(["5_0"], 2.0, lambda _: pytest.fail("slept with squeue down"), down)
+    assert down.calls == 1  # squeue down: stop watching (the run directories still say what happened)
