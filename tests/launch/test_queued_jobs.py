@@ -155,3 +155,15 @@ def test_waiting_polls_until_the_earlier_jobs_leave_the_queue():
     down = FakeSqueue({"5_0": "RUNNING"}, fail=True)
     queued.wait_for_jobs(["5_0"], 2.0, lambda _: pytest.fail("slept with squeue down"), down)
     assert down.calls == 1  # squeue down: stop watching (the run directories still say what happened)
+
+
+def test_the_runs_of_a_packed_job_record_its_job(tmp_path, sbatch):
+    specs = expand(load_grid(str(two_parent_grid(tmp_path, seeds=(0,)))), "full")
+    output = tmp_path / "out"
+    report = launch_runs(specs, "slurm", GridLaunch(output=output, grid="twoparents", wait=False,
+                                                    runs_per_gpu=2, slurm_profile=_profile(tmp_path, 8),
+                                                    log=lambda _: None))
+    fp, qat = [s for s in specs if s.method == "fp"], [s for s in specs if s.method != "fp"]
+    recorded = {s.run_id: RunDir.of(output, s.run_id).read_queued()["job_id"] for s in specs}
+    assert recorded == report.job_ids and len({recorded[s.run_id] for s in qat}) == 1  # one pack, one job
+    assert recorded[fp[0].run_id] != recorded[qat[0].run_id]
