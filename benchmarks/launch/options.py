@@ -28,6 +28,8 @@ class LaunchOptions:
     log: Log = print
     succeeded: Callable[[str], bool] | None = None
     progress: Callable[[], str] | None = None
+    # slurm: called with (key, job id) as each request is submitted (the matrix records it: queued.json)
+    submitted: Callable[[str, str], None] | None = None
 
 
 @dataclass

@@ -99,10 +99,10 @@ def pack_requests(requests: Sequence[JobRequest], runs_per_gpu: int) -> list[Job
     packed: list[JobRequest] = []
     pack_of: dict[str, str] = {}  # member key -> its pack's key
     for wave in dependency_waves(requests):
-        groups: dict[str | None, list[JobRequest]] = {}
+        groups: dict[tuple[str | None, str | None], list[JobRequest]] = {}
         for request in wave:
-            groups.setdefault(request.depends_on, []).append(request)
-        for depends_on, group in groups.items():
+            groups.setdefault((request.depends_on, request.after_job), []).append(request)
+        for (depends_on, after_job), group in groups.items():
             for start in range(0, len(group), runs_per_gpu):
                 members = group[start:start + runs_per_gpu]
                 key = pack_key(members)
@@ -110,7 +110,7 @@ def pack_requests(requests: Sequence[JobRequest], runs_per_gpu: int) -> list[Job
                     pack_of[request.key] = key
                 packed.append(JobRequest(
                     key=key, fn=PackedJob(), args=([(r.key, r.fn, r.args) for r in members],),
-                    depends_on=pack_of[depends_on] if depends_on is not None else None))
+                    depends_on=pack_of[depends_on] if depends_on is not None else None, after_job=after_job))
     return packed
 
 
@@ -127,8 +127,15 @@ def launch_packed(launcher: Launcher, requests: Sequence[JobRequest], options: L
         return launcher(requests, options)
     packs = pack_requests(requests, runs_per_gpu)
     member_succeeded = options.succeeded
+    member_submitted = options.submitted
+
+    def pack_submitted(key: str, job_id: str) -> None:  # each member of a pack records the pack's job
+        for member in members_of(key):
+            member_submitted(member, job_id)  # type: ignore[misc]
+
     packed_options = replace(options, succeeded=None if member_succeeded is None else (
-        lambda key: all(member_succeeded(member) for member in members_of(key))))
+        lambda key: all(member_succeeded(member) for member in members_of(key))),
+        submitted=None if member_submitted is None else pack_submitted)
     options.log(f"packing {len(requests)} runs into {len(packs)} jobs of at most {runs_per_gpu} "
                 "(runs_per_gpu)")
     outcome = launcher(packs, packed_options)

@@ -23,6 +23,9 @@ class JobRequest:
     # a data-parallel run: this many processes (one per GPU) on this many nodes (distributed_slurm.py)
     processes: int = 1
     nodes: int = 1
+    # slurm only: a job of an earlier launch (``123`` or ``123_4``) that must succeed first, when what this
+    # request waits for is queued there instead of being launched with it (launch/queued.py)
+    after_job: str | None = None
 
 
 def dependency_waves(requests: Sequence[JobRequest]) -> list[list[JobRequest]]:

@@ -30,6 +30,7 @@ class ArrayPlan:
     depends_on: str | None
     requests: list[JobRequest]
     parallelism: int  # at most this many of its tasks at once (``--array=0-N%P``)
+    after_job: str | None = None  # a job of an earlier launch to wait for (JobRequest.after_job)
 
 
 def plan_arrays(requests: Sequence[JobRequest], profile: dict[str, Any]) -> list[ArrayPlan]:
@@ -37,12 +38,14 @@ def plan_arrays(requests: Sequence[JobRequest], profile: dict[str, Any]) -> list
     plans: list[ArrayPlan] = []
     for wave, members in enumerate(dependency_waves(requests)):
         # one array shares one resource request: data-parallel runs of another shape go in arrays of their own
-        groups: dict[tuple[str | None, int, int], list[JobRequest]] = {}
+        groups: dict[tuple[str | None, str | None, int, int], list[JobRequest]] = {}
         for request in members:
-            groups.setdefault((request.depends_on, request.processes, request.nodes), []).append(request)
-        chunks = [(key[0], chunk) for key, group in groups.items() for chunk in array_chunks(group, profile)]
+            key = (request.depends_on, request.after_job, request.processes, request.nodes)
+            groups.setdefault(key, []).append(request)
+        chunks = [(key[:2], chunk) for key, group in groups.items() for chunk in array_chunks(group, profile)]
         share = max(1, profile["array_parallelism"] // len(chunks))
-        plans.extend(ArrayPlan(wave, dep, chunk, min(share, len(chunk))) for dep, chunk in chunks)
+        plans.extend(ArrayPlan(wave, dep, chunk, min(share, len(chunk)), after_job)
+                     for (dep, after_job), chunk in chunks)
     return plans
 
 
@@ -59,7 +62,8 @@ def launch_slurm(requests: Sequence[JobRequest], options: LaunchOptions) -> Laun
     for plan in plan_arrays(requests, profile):
         overrides: dict[str, Any] = {"name": options.job_name, "slurm_array_parallelism": plan.parallelism,
                                      **shape_overrides(plan.requests[0], profile)}
-        after = None if plan.depends_on is None else str(jobs[plan.depends_on].job_id)
+        # (an after_job that has ended and left SLURM's memory makes sbatch fail: the launch stops loudly)
+        after = plan.after_job if plan.depends_on is None else str(jobs[plan.depends_on].job_id)
         if after is not None:
             overrides["slurm_dependency"] = dependency(after)
             overrides["slurm_additional_parameters"] = {**profile["additional_parameters"],
@@ -71,9 +75,11 @@ def launch_slurm(requests: Sequence[JobRequest], options: LaunchOptions) -> Laun
             jobs[request.key] = job
             report.launched.append(request.key)
             report.job_ids[request.key] = str(job.job_id)
+            if options.submitted is not None:
+                options.submitted(request.key, str(job.job_id))
         array = str(submitted[0].job_id).split("_")[0]
         options.log(f"slurm: job {array} ({len(submitted)} task(s))"
-                    + (f" after {after} ({plan.depends_on})" if after else ""))
+                    + (f" after {after} ({plan.depends_on or 'an earlier launch'})" if after else ""))
     if options.wait:
         _watch([r for wave in dependency_waves(requests) for r in wave], jobs, options, report)
     return report

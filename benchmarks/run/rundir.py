@@ -14,6 +14,8 @@ No other module joins these file names itself. Torch-free (``analysis/`` imports
   failed.json    the error and traceback of the last failed attempt
   done           written last, atomically: the run is finished
   log.txt        the run's log lines (what its worker printed)
+  queued.json    the SLURM job (``<array>_<task>``) last submitted for the run and when: a later launch asks
+                 squeue about it before submitting the run again (launch/queued.py)
 State is read from these files only; scheduler state is never trusted. Every file is written under a
 unique temporary name and renamed into place (after fsync), with the user's umask (a lab's group can read it).
 """
@@ -109,7 +111,7 @@ class RunDir:
 
     SPEC, METRICS, CHECKPOINT, FINAL = "spec.json", "metrics.jsonl", "checkpoint.pt", "final.pt"
     RESULT, FAILED, HEARTBEAT, DONE, LOG = "result.json", "failed.json", "heartbeat", "done", "log.txt"
-    CLAIM = "claim"
+    CLAIM, QUEUED = "claim", "queued.json"
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -312,6 +314,18 @@ class RunDir:
         """Append one line to the run's ``log.txt`` (what its worker printed about it, across attempts)."""
         with open(self.log_path, "a") as handle:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line.rstrip()}\n")
+
+    def write_queued(self, job_id: str) -> None:
+        """Record the SLURM job just submitted for this run (one task of an array: ``<array>_<task>``)."""
+        atomic_write_json(self.path / self.QUEUED, {"job_id": job_id, "submitted": time.time()})
+
+    def read_queued(self) -> dict[str, Any] | None:
+        """The last ``write_queued`` record ({"job_id", "submitted"}), or None (none, or unreadable)."""
+        try:
+            data = read_json(self.path / self.QUEUED)
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and "job_id" in data else None
 
     def mark_done(self) -> None:
         atomic_write_text(self.done_path, time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")

@@ -75,7 +75,8 @@ def test_failed_parent_blocks_only_its_own_qat_runs(slurm_cluster, tmp_path):
     reason = f"FP parent {bad.run_id} failed: RuntimeError: Error(s) in loading state_dict"
     for spec in blocked:
         assert f"  blocked {spec.run_id}: {reason}" in out.stdout
-        assert not RunDir.of(output, spec.run_id).exists()  # never started
+        directory = RunDir.of(output, spec.run_id)  # never started: only the launch's queued.json
+        assert not directory.spec_path.exists() and directory.read_queued() is not None
     wait_for(lambda: not _queued("qbench-twoparents"), 60, "SLURM to cancel the blocked runs", poll=1)
     status = run_matrix("--grid", str(grid), "--status", "--output", str(output))
     assert "runs by state: blocked 2, done 3, failed 1 (total 6)" in status.stdout
