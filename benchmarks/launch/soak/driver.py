@@ -57,7 +57,7 @@ class SoakReport:
     reference_s: float
     soak_s: float
     launchers_started: int
-    tasks_submitted: int  # SLURM jobs/array tasks of all launches: a relaunch resubmits runs still queued
+    tasks_submitted: int  # SLURM jobs/array tasks of all launches (a relaunch resubmits runs whose job died)
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
