@@ -100,28 +100,40 @@ def take_snapshot(specs: list[RunSpec], output: Path, workers: int = 1, now: flo
 
 def _eta(to_go: list[RunSpec], running: list[RunningRun], finished: list[tuple[float, RunSpec]],
          workers: int) -> tuple[float, str]:
-    from benchmarks.matrix.cost import gpu_hours
+    from benchmarks.matrix.cost import gpu_hours, step_ratio
+    from methods import method_class
 
     def estimate(spec: RunSpec) -> float:
-        return 3600 * gpu_hours(spec)
+        """The cost model's seconds; once runs have finished, the work of the run (its images, at an FP
+        step's cost per image) instead: the paces below then carry the method's cost as measured here."""
+        seconds = 3600 * gpu_hours(spec)
+        if not finished or not isinstance(spec, RunSpec) or method_class(spec.method).kind == "ptq":
+            return seconds
+        return seconds / step_ratio(spec)
 
-    # the pace of the finished runs of the same method where there are some (the model's step-time ratios
-    # between methods were measured on a GPU and can be far off elsewhere), else of all finished runs
-    by_method: dict[str, list[float]] = {}
+    # A run goes at the pace of the finished runs of its own method, else of its kind (full precision or
+    # quantized), else of all finished runs. The cost model's step-time ratios between methods were
+    # measured on a GPU and are far off elsewhere (on a CPU a QAT step costs about an FP step), so the
+    # paces measured by this grid's own runs replace them.
+    paces: dict[str, list[float]] = {}
     for wall, spec in finished:
         if estimate(spec) > 0:
-            by_method.setdefault(spec.method, []).append(wall / estimate(spec))
-    paces = [p for method_paces in by_method.values() for p in method_paces]
+            for key in (spec.method, _kind(spec), ""):
+                paces.setdefault(key, []).append(wall / estimate(spec))
     if not paces:
-        pace_of = {}
-        overall, source = 1.0, "cost model"
-    else:
-        pace_of = {method: statistics.median(values) for method, values in by_method.items()}
-        overall, source = statistics.median(paces), f"cost model at the pace of {len(paces)} finished runs"
+        return sum(estimate(s) for s in to_go) / workers, "cost model"
+
+    def pace(spec: RunSpec) -> float:
+        key = next(k for k in (spec.method, _kind(spec), "") if k in paces)
+        return statistics.median(paces[key])
+
     done_part = {r.run_id: r.epoch / max(1, r.epochs) for r in running}
-    left = sum(pace_of.get(s.method, overall) * estimate(s) * (1 - done_part.get(s.run_id, 0.0))
-               for s in to_go)
-    return left / workers, source
+    left = sum(pace(s) * estimate(s) * (1 - done_part.get(s.run_id, 0.0)) for s in to_go)
+    return left / workers, f"cost model at the pace of {len(paces[''])} finished runs"
+
+
+def _kind(spec: RunSpec) -> str:
+    return "full precision" if spec.method == "fp" else "quantized"
 
 
 def _epochs_done(directory: RunDir) -> int:

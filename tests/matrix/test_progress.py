@@ -61,12 +61,18 @@ def test_plain_view_prints_one_line_per_event(grid):
     assert lsq.run_id not in stream.getvalue()
 
 
-def test_eta_from_finished_runs_over_the_workers(grid, monkeypatch):
-    """Once runs have finished, the ETA is the cost model's estimate of what is left, at the pace the
-    finished runs showed (wall time over their own estimate), divided over the workers."""
-    from benchmarks.matrix import progress
-    from benchmarks.matrix.cost import gpu_hours
+def _work(spec) -> float:
+    """What the ETA counts a run as once runs have finished: the cost model without its GPU step ratio."""
+    from benchmarks.matrix.cost import gpu_hours, step_ratio
 
+    return gpu_hours(spec) / step_ratio(spec)
+
+
+def test_eta_from_finished_runs_over_the_workers(grid, monkeypatch):
+    """Once runs have finished, the ETA is the work left (each run's images at an FP step's cost), at the
+    pace the finished runs showed (wall time over their own work), divided over the workers."""
+    from benchmarks.matrix import progress
+    
     specs, output = grid
     _start(output, specs[0], 1)  # half of a 2-epoch run left
     monkeypatch.setattr(progress, "run_statuses", lambda s, o: {
@@ -74,7 +80,7 @@ def test_eta_from_finished_runs_over_the_workers(grid, monkeypatch):
         specs[2].run_id: ("done", None)})
     monkeypatch.setattr(progress, "_wall_s", lambda directory: 100.0)
     snap = take_snapshot(specs, output, workers=2)
-    estimate = [3600 * gpu_hours(s) for s in specs]
+    estimate = [3600 * _work(s) for s in specs]
     pace = 100.0 / estimate[2]
     assert snap.eta_s == pytest.approx(pace * (estimate[0] / 2 + estimate[1]) / 2)
     assert snap.eta_source == "cost model at the pace of 1 finished runs"
@@ -85,8 +91,7 @@ def test_eta_follows_each_runs_length_not_the_run_count(grid, monkeypatch):
     from dataclasses import replace
 
     from benchmarks.matrix import progress
-    from benchmarks.matrix.cost import gpu_hours
-
+    
     specs, output = grid
     fp, lsq, dorefa = specs
     long_fp = fp.with_(recipe=replace(fp.recipe, epochs=8))
@@ -95,17 +100,16 @@ def test_eta_follows_each_runs_length_not_the_run_count(grid, monkeypatch):
         long_fp.run_id: ("done", None), **{run.run_id: ("not_launched", None) for run in short}})
     monkeypatch.setattr(progress, "_wall_s", lambda directory: 800.0)
     snap = take_snapshot([long_fp, *short], output)
-    pace = 800.0 / gpu_hours(long_fp)
-    assert snap.eta_s == pytest.approx(pace * sum(gpu_hours(run) for run in short))
+    pace = 800.0 / _work(long_fp)
+    assert snap.eta_s == pytest.approx(pace * sum(_work(run) for run in short))
     assert snap.eta_s < 800.0  # a median per run would say 1,600 s
 
 
 def test_eta_uses_the_pace_of_the_same_methods_finished_runs(grid, monkeypatch):
-    """Finished FP and LSQ runs at different paces: a remaining LSQ run goes at LSQ's pace, a remaining
-    DoReFa run (none finished) at the median pace of all finished runs."""
+    """Finished FP and LSQ runs at different paces: a remaining LSQ run goes at LSQ's pace, and so does a
+    remaining DoReFa run (none of its own finished: the pace of its kind, quantized runs)."""
     from benchmarks.matrix import progress
-    from benchmarks.matrix.cost import gpu_hours
-
+    
     specs, output = grid
     fp, lsq, dorefa = specs
     lsq_2 = lsq.with_(seed=1)
@@ -115,9 +119,10 @@ def test_eta_uses_the_pace_of_the_same_methods_finished_runs(grid, monkeypatch):
     walls = {fp.run_id: 10.0, lsq.run_id: 90.0}
     monkeypatch.setattr(progress, "_wall_s", lambda directory: walls[directory.path.name])
     snap = take_snapshot([fp, lsq, lsq_2, dorefa], output)
-    paces = [10.0 / gpu_hours(fp), 90.0 / gpu_hours(lsq)]
-    expected = paces[1] * gpu_hours(lsq_2) + (sum(paces) / 2) * gpu_hours(dorefa)
-    assert snap.eta_s == pytest.approx(expected)
+    paces = [10.0 / _work(fp), 90.0 / _work(lsq)]
+    assert snap.eta_s == pytest.approx(paces[1] * (_work(lsq_2) + _work(dorefa)))
+    only_fp = take_snapshot([fp, dorefa], output)  # no quantized run finished: the pace of all (FP's)
+    assert only_fp.eta_s == pytest.approx(paces[0] * _work(dorefa))
 
 
 def test_live_view_draws_a_bar_per_running_run(grid):
