@@ -174,9 +174,9 @@ def test_ctrl_c_stops_workers_and_records_runs_as_interrupted(tmp_path, stop):
     """SIGINT (Ctrl-C) or SIGTERM (``kill``) to a launcher with a worker mid-run: the worker stops, its run
     is recorded as interrupted, one line on stderr says how to resume, and there is no traceback anywhere."""
     output = tmp_path / "out"
-    grid = tmp_path / "long_fp.yaml"  # one FP run of 40 epochs: far from done when the signal comes
+    grid = tmp_path / "long_fp.yaml"  # one FP run of 4,000 epochs: never done when the signal comes
     smoke = (REPO / "benchmarks/grids/smoke.yaml").read_text()
-    grid.write_text(smoke.replace("fp: {epochs: 2", "fp: {epochs: 40"))
+    grid.write_text(smoke.replace("fp: {epochs: 2", "fp: {epochs: 4000"))
     command = [sys.executable, str(REPO / "benchmarks/run_matrix.py"), "--grid", str(grid), "--methods", "fp",
                "--launcher", "local", "--output", str(output), "--no-sync"]
     launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
