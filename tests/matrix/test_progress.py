@@ -72,7 +72,7 @@ def test_eta_from_finished_runs_over_the_workers(grid, monkeypatch):
     """Once runs have finished, the ETA is the work left (each run's images at an FP step's cost), at the
     pace the finished runs showed (wall time over their own work), divided over the workers."""
     from benchmarks.matrix import progress
-    
+
     specs, output = grid
     _start(output, specs[0], 1)  # half of a 2-epoch run left
     monkeypatch.setattr(progress, "run_statuses", lambda s, o: {
@@ -91,7 +91,7 @@ def test_eta_follows_each_runs_length_not_the_run_count(grid, monkeypatch):
     from dataclasses import replace
 
     from benchmarks.matrix import progress
-    
+
     specs, output = grid
     fp, lsq, dorefa = specs
     long_fp = fp.with_(recipe=replace(fp.recipe, epochs=8))
@@ -109,7 +109,7 @@ def test_eta_uses_the_pace_of_the_same_methods_finished_runs(grid, monkeypatch):
     """Finished FP and LSQ runs at different paces: a remaining LSQ run goes at LSQ's pace, and so does a
     remaining DoReFa run (none of its own finished: the pace of its kind, quantized runs)."""
     from benchmarks.matrix import progress
-    
+
     specs, output = grid
     fp, lsq, dorefa = specs
     lsq_2 = lsq.with_(seed=1)
