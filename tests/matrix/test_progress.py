@@ -179,7 +179,10 @@ def test_ctrl_c_stops_workers_and_records_runs_as_interrupted(tmp_path, stop):
     grid.write_text(smoke.replace("fp: {epochs: 2", "fp: {epochs: 4000"))
     command = [sys.executable, str(REPO / "benchmarks/run_matrix.py"), "--grid", str(grid), "--methods", "fp",
                "--launcher", "local", "--output", str(output), "--no-sync"]
-    launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a shell's background job (how CI may start the suite)
+    # ignores SIGINT, the launcher would inherit that, and Python then installs no KeyboardInterrupt at all
+    launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     running = None
     while running is None and time.monotonic() < deadline and launcher.poll() is None:
