@@ -8,7 +8,6 @@ import re
 import subprocess
 
 import pytest
-from submitit.slurm import slurm as submitit_slurm
 
 import benchmarks.launch.queued as queued
 from benchmarks.launch.queued import alive_jobs
@@ -16,7 +15,7 @@ from benchmarks.matrix.expand import expand
 from benchmarks.matrix.grids import load_grid
 from benchmarks.matrix.launch import GridLaunch, launch_runs
 from benchmarks.run.rundir import RunDir
-from tests.launch.test_slurm_mocked import RecordingSbatch, _flags, _profile
+from tests.launch.test_slurm_mocked import _flags, _profile
 from tests.matrix.support import two_parent_grid
 
 
@@ -36,16 +35,6 @@ class FakeSqueue:
         if not rows:
             return subprocess.CompletedProcess(args, 1, "", "slurm_load_jobs error: Invalid job id specified")
         return subprocess.CompletedProcess(args, 0, "\n".join(rows) + "\n", "")
-
-
-@pytest.fixture
-def sbatch():
-    mock = RecordingSbatch()
-    try:
-        with mock.context():
-            yield mock
-    finally:
-        submitit_slurm.SlurmJob.watcher.clear()
 
 
 def test_alive_jobs_reads_states_and_tells_a_failing_squeue_apart():

@@ -9,9 +9,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-import pytest
 from submitit.core.test_core import MockedSubprocess
-from submitit.slurm import slurm as submitit_slurm
 
 from benchmarks.launch.options import LaunchOptions, LaunchReport
 from benchmarks.launch.requests import JobRequest
@@ -36,16 +34,6 @@ class RecordingSbatch(MockedSubprocess):
         answer = super().sbatch(args)
         self.scripts[self.last_job] = text
         return answer
-
-
-@pytest.fixture
-def sbatch():
-    mock = RecordingSbatch()
-    try:
-        with mock.context():
-            yield mock
-    finally:
-        submitit_slurm.SlurmJob.watcher.clear()  # the watcher is shared by every SlurmJob
 
 
 def _profile(tmp_path: Path, max_array_size: int, parallelism: int = 4) -> str:
